@@ -1,0 +1,326 @@
+"""Chapter-1 exercises, checked automatically.
+
+The reader writes a function; a checker runs it on deterministic cases (hand-picked corners
+first, then seeded random ones) and compares every answer with what torch itself does: the
+real output shape of ``F.conv2d`` and ``F.conv_transpose2d``, the values of ``F.max_pool2d``,
+the gradient footprint of a stack of convolutions. So a checker never trusts the code it
+teaches, and its source gives no formula away. Whatever the reader's code does (a wrong
+answer, an exception), a checker does not raise: it returns a :class:`CheckResult` that shows
+the first counterexample.
+
+References: V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
+arXiv:1603.07285 (2016); A. Araujo, W. Norris and J. Sim, "Computing receptive fields of
+convolutional neural networks", Distill (2019).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Case = dict[str, Any]
+
+
+@dataclass(repr=False)
+class CheckResult:
+    """A checker's verdict; it displays as one line, e.g. ``✅ conv_output_size: passed 500 cases``."""
+
+    name: str
+    passed: bool
+    cases: int  # cases run, up to and including the one the verdict is about
+    counterexample: Case | None = None
+    expected: Any = None
+    got: Any = None
+    message: str = ""
+    attempted: bool = True  # False while the reader's function still raises NotImplementedError
+
+    def __repr__(self) -> str:
+        icon = "✅" if self.passed else "❌" if self.attempted else "⏳"
+        return f"{icon} {self.name}: {self.message}"
+
+
+def check_conv_output_size(fn: Callable[[int, int, int, int, int], int]) -> CheckResult:
+    """Check ``fn(i, k, s, p, d) -> int``, the output size of a convolution along one axis.
+
+    i: input size, k: kernel size, s: stride, p: zero padding on each side, d: dilation.
+    Answers are compared with the output height of a real ``F.conv2d``.
+    """
+    return _run("conv_output_size", fn, _conv_cases(), _torch_conv_output_size, _judge_size)
+
+
+def check_transposed_output_size(fn: Callable[[int, int, int, int, int], int]) -> CheckResult:
+    """Check ``fn(i, k, s, p, output_padding) -> int``, the output size of a transposed convolution.
+
+    Answers are compared with the output height of a real ``F.conv_transpose2d``.
+    """
+    return _run(
+        "transposed_output_size", fn, _transposed_cases(), _torch_transposed_output_size, _judge_size
+    )
+
+
+def check_max_pool2d(fn: Callable[[Tensor, int, int], Tensor]) -> CheckResult:
+    """Check ``fn(x, k, s) -> Tensor``: k×k max pooling with stride s, no padding, of x (B, C, H, W).
+
+    Answers are compared with ``F.max_pool2d``: first the shape, then every value.
+    """
+    return _run("max_pool2d", fn, _max_pool_cases(), _torch_max_pool2d, _judge_tensor)
+
+
+def check_receptive_field(fn: Callable[[list[tuple[int, int]]], int]) -> CheckResult:
+    """Check ``fn(layers) -> int``, the receptive-field size of one output of a stack of layers.
+
+    ``layers`` lists (kernel, stride) pairs, input side first. Answers are compared with the
+    span of input pixels that one output's gradient reaches through real ``F.conv1d`` layers.
+    """
+    return _run("receptive_field", fn, _receptive_field_cases(), _brute_force_receptive_field, _judge_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine: run every case, keep the first counterexample.
+
+
+@dataclass(frozen=True)
+class _Mismatch:
+    """Why one answer is wrong; ``value_is_right`` marks the right value in the wrong type."""
+
+    text: str
+    value_is_right: bool = False
+
+
+def _run(
+    name: str,
+    fn: Callable[..., Any],
+    cases: list[Case],
+    reference: Callable[..., Any],
+    judge: Callable[[Any, Any], _Mismatch | None],
+) -> CheckResult:
+    """Call ``fn`` on each case; a wrong value ends the check, a wrong type is reported only at the end."""
+    if not callable(fn):
+        raise TypeError(
+            f"check_{name} expects your function itself, e.g. check_{name}(my_{name}); "
+            f"got {fn!r} of type {type(fn).__name__} (pass the function without calling it)"
+        )
+    wrong_type: CheckResult | None = None
+    for number, case in enumerate(cases, start=1):
+        expected = reference(**case)
+        try:
+            got = fn(*copy.deepcopy(list(case.values())))  # a copy: the reader's code may modify its inputs
+        except NotImplementedError:
+            return CheckResult(
+                name=name, passed=False, cases=number, attempted=False,
+                message="not attempted yet: your function raised NotImplementedError",
+            )
+        except Exception as error:  # the reader's bug is reported, never raised
+            return CheckResult(
+                name=name, passed=False, cases=number, counterexample=case, expected=expected, got=error,
+                message=f"{_describe(case)} → expected {_show(expected)}, "
+                f"but your function raised {type(error).__name__}: {error}",
+            )
+        if got is None:
+            mismatch = _Mismatch(f"expected {_show(expected)}, got None: does your function return it?")
+        else:
+            mismatch = judge(expected, got)
+        if mismatch is None:
+            continue
+        failure = CheckResult(
+            name=name, passed=False, cases=number, counterexample=case, expected=expected, got=got,
+            message=f"{_describe(case)} → {mismatch.text}",
+        )
+        if not mismatch.value_is_right:
+            return failure
+        wrong_type = wrong_type or failure
+    passed = CheckResult(name=name, passed=True, cases=len(cases), message=f"passed {len(cases)} cases")
+    return wrong_type or passed
+
+
+def _judge_size(expected: int, got: Any) -> _Mismatch | None:
+    """A size must be the right value and an int (a float 2.0 is a type problem)."""
+    if not _equal(got, expected):
+        return _Mismatch(f"expected {expected}, got {got!r}")
+    if isinstance(got, bool) or not isinstance(got, numbers.Integral):
+        return _Mismatch(
+            f"got {got!r} (a {type(got).__name__}): the right value, but a size counts positions, "
+            "so return an int (// floors and keeps ints)",
+            value_is_right=True,
+        )
+    return None
+
+
+def _judge_tensor(expected: Tensor, got: Any) -> _Mismatch | None:
+    """A pooled tensor must have the right shape, then the right values, then the input's dtype."""
+    if not isinstance(got, Tensor):
+        return _Mismatch(f"expected a tensor of shape {tuple(expected.shape)}, got a {type(got).__name__}")
+    if got.shape != expected.shape:
+        return _Mismatch(f"shape mismatch: expected {tuple(expected.shape)}, got {tuple(got.shape)}")
+    got = got.detach().cpu()
+    agrees = got.to(expected.dtype) == expected  # max pooling copies input values, so equality is exact
+    if not agrees.all():
+        where = tuple(agrees.logical_not().nonzero()[0].tolist())  # the first wrong output, (b, c, h, w)
+        return _Mismatch(
+            f"values differ: out[{', '.join(map(str, where))}] should be "
+            f"{expected[where].item():.4g}, got {got[where].item():.4g}"
+        )
+    if got.dtype != expected.dtype:
+        return _Mismatch(
+            f"right values but dtype {got.dtype}; pooling keeps the input dtype {expected.dtype}",
+            value_is_right=True,
+        )
+    return None
+
+
+def _equal(got: Any, expected: Any) -> bool:
+    """``got == expected`` for any object the reader returns (a comparison that fails means unequal)."""
+    try:
+        return bool(got == expected)
+    except Exception:
+        return False
+
+
+def _describe(case: Case) -> str:
+    return ", ".join(f"{name}={_show(value)}" for name, value in case.items())
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Tensor):
+        sign = ", all negative" if value.numel() and bool((value < 0).all()) else ""
+        return f"<tensor of shape {tuple(value.shape)}{sign}>"
+    return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# References: what torch does.
+
+
+def _torch_conv_output_size(i: int, k: int, s: int, p: int, d: int) -> int:
+    image, kernel = torch.zeros(1, 1, i, i), torch.zeros(1, 1, k, k)  # (B, C, H, W), (C_out, C_in, k, k)
+    return F.conv2d(image, kernel, stride=s, padding=p, dilation=d).shape[-2]
+
+
+def _torch_transposed_output_size(i: int, k: int, s: int, p: int, output_padding: int) -> int:
+    image, kernel = torch.zeros(1, 1, i, i), torch.zeros(1, 1, k, k)  # (B, C, H, W), (C_in, C_out, k, k)
+    out = F.conv_transpose2d(image, kernel, stride=s, padding=p, output_padding=output_padding)
+    return out.shape[-2]
+
+
+def _torch_max_pool2d(x: Tensor, k: int, s: int) -> Tensor:
+    return F.max_pool2d(x, k, s)  # (B, C, H_out, W_out)
+
+
+def _brute_force_receptive_field(layers: list[tuple[int, int]]) -> int:
+    """The span of input pixels that output 0 depends on, read off its gradient through real convolutions.
+
+    All-ones kernels leave no cancellation, so every pixel on a path to the output gets a non-zero
+    gradient. A stride larger than a kernel leaves holes inside the field: the span counts them.
+    """
+    # Σ kernel · Π stride input pixels are more than enough for one output
+    length = max(1, sum(k for k, _ in layers) * math.prod(s for _, s in layers))
+    x = torch.ones(1, 1, length, dtype=torch.float64, requires_grad=True)  # (B, C, L)
+    y = x
+    for kernel, stride in layers:
+        y = F.conv1d(y, torch.ones(1, 1, kernel, dtype=torch.float64), stride=stride)  # (B, C, L_out)
+    y[0, 0, 0].backward()
+    reached = x.grad[0, 0].nonzero().flatten()  # input positions output 0 depends on
+    return int(reached[-1] - reached[0]) + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: the error-prone corners first, then seeded random ones (the same on every run).
+
+
+def _conv_cases(count: int = 500, seed: int = 0) -> list[Case]:
+    corners = [
+        dict(i=5, k=3, s=1, p=0, d=1),  # the plain case
+        dict(i=6, k=3, s=2, p=0, d=1),  # the kernel fits 1.5 strides: floor
+        dict(i=5, k=7, s=1, p=1, d=1),  # kernel exactly as large as the padded input
+        dict(i=5, k=3, s=4, p=0, d=1),  # stride longer than the range the kernel can slide
+        dict(i=4, k=2, s=9, p=1, d=1),
+        dict(i=7, k=3, s=1, p=0, d=2),  # dilation spreads the kernel over 5 pixels
+        dict(i=10, k=3, s=2, p=2, d=3),
+        dict(i=5, k=3, s=1, p=1, d=1),  # half ('same') padding
+        dict(i=5, k=3, s=1, p=2, d=1),  # full padding
+        dict(i=4, k=1, s=1, p=0, d=1),  # 1×1 kernel
+        dict(i=1, k=1, s=3, p=0, d=5),  # a one-pixel kernel: dilation has nothing to spread
+        dict(i=3, k=5, s=2, p=3, d=1),  # padding more than half the kernel
+    ]
+    rng = random.Random(seed)
+    cases = list(corners)
+    while len(cases) < count:
+        k, s, p, d = rng.randint(1, 7), rng.randint(1, 5), rng.randint(0, 4), rng.randint(1, 4)
+        smallest = max(1, d * (k - 1) + 1 - 2 * p)  # the dilated kernel must fit in the padded input
+        cases.append(dict(i=rng.randint(smallest, smallest + 40), k=k, s=s, p=p, d=d))
+    return cases
+
+
+def _transposed_cases(count: int = 300, seed: int = 0) -> list[Case]:
+    corners = [
+        dict(i=2, k=3, s=1, p=0, output_padding=0),  # stride 1, no padding
+        dict(i=3, k=3, s=2, p=0, output_padding=0),  # stride 2 spreads the input apart
+        dict(i=4, k=4, s=2, p=1, output_padding=0),  # the DCGAN layer that doubles the size
+        dict(i=3, k=3, s=2, p=1, output_padding=1),  # output_padding adds a row on one side
+        dict(i=1, k=5, s=3, p=0, output_padding=2),  # a single input pixel
+        dict(i=3, k=3, s=1, p=2, output_padding=0),  # padding crops the output down to 1
+        dict(i=4, k=3, s=2, p=3, output_padding=1),
+        dict(i=5, k=1, s=4, p=0, output_padding=3),  # 1×1 kernel, stride longer than the kernel
+    ]
+    rng = random.Random(seed)
+    cases = list(corners)
+    while len(cases) < count:
+        k, s = rng.randint(1, 7), rng.randint(1, 4)
+        p = rng.randint(0, (k - 1) // 2)  # cropping less than half a kernel leaves an output
+        output_padding = rng.randint(0, s - 1)  # torch allows output_padding < stride
+        cases.append(dict(i=rng.randint(1, 16), k=k, s=s, p=p, output_padding=output_padding))
+    return cases
+
+
+def _max_pool_cases(count: int = 100, seed: int = 0) -> list[Case]:
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(shape, generator=generator)
+
+    corners = [
+        dict(x=torch.arange(16.0).reshape(1, 1, 4, 4), k=2, s=2),  # the plain case
+        dict(x=-1 - torch.rand((1, 1, 4, 4), generator=generator), k=2, s=2),  # all negative
+        dict(x=randn(1, 1, 4, 6), k=2, s=2),  # not square
+        dict(x=randn(1, 1, 5, 7), k=2, s=2),  # the last row and column fit no window
+        dict(x=randn(1, 1, 5, 5), k=3, s=1),  # overlapping windows
+        dict(x=randn(1, 1, 7, 8), k=2, s=3),  # gaps between windows
+        dict(x=randn(2, 3, 6, 5), k=3, s=2),  # images and channels are pooled separately
+        dict(x=randn(1, 2, 4, 4), k=4, s=4),  # one window covers the image: a global max
+        dict(x=randn(1, 1, 3, 3), k=3, s=5),  # stride longer than the image
+    ]
+    rng = random.Random(seed)
+    cases = list(corners)
+    while len(cases) < count:
+        k, s = rng.randint(1, 4), rng.randint(1, 4)
+        shape = (rng.randint(1, 2), rng.randint(1, 3), rng.randint(k, 12), rng.randint(k, 12))
+        offset = rng.choice([0.0, -3.0])  # half the images are (almost) all negative
+        cases.append(dict(x=randn(*shape) + offset, k=k, s=s))
+    return cases
+
+
+def _receptive_field_cases(count: int = 200, seed: int = 0) -> list[Case]:
+    corners = [
+        [(3, 1)],  # one layer sees its kernel
+        [(3, 1), (3, 1)],  # two stacked 3×3 layers
+        [(2, 2), (2, 2)],  # windows that tile without overlap
+        [(3, 2), (3, 2)],  # the second layer steps 2 input pixels at a time
+        [(7, 2), (3, 2), (3, 1)],  # a ResNet-like stem: conv, pool, conv
+        [(3, 1), (1, 4)],  # the last stride widens nothing
+        [(1, 2), (2, 1)],  # stride larger than kernel: a field with holes
+        [(5, 1)] * 4,
+        [(2, 2)] * 5,
+    ]
+    rng = random.Random(seed)
+    cases = [dict(layers=layers) for layers in corners]
+    while len(cases) < count:
+        depth = rng.randint(1, 6)
+        cases.append(dict(layers=[(rng.randint(1, 7), rng.randint(1, 3)) for _ in range(depth)]))
+    return cases

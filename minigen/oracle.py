@@ -1,0 +1,168 @@
+"""The oracle: a small CNN that reads a shapes-world image back into labels.
+
+Convolution and pooling layers (LeCun et al. 1998) turn the image into a coarse feature map whose
+grid matches the scene grid; per cell, three heads predict the shape (or "empty"), the colour and
+the size. Because every scene of `minigen.data` is exactly parseable, the oracle turns "does this
+generated image show what the caption says?" into accuracies that later chapters report.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Scenes, ShapesWorld
+from .runtime import Precision, choose_precision
+from .train import History, load_checkpoint, save_checkpoint, train
+
+ATTRIBUTES = ("shape", "colour", "size")
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3 'same' convolutions with batch norm and ReLU, then 2x2 max pooling (halves H and W)."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class Oracle(nn.Module):
+    """CNN: image (B, 3, H, W) -> per-cell logits for shape (+ empty), colour and size."""
+
+    def __init__(self, world: ShapesWorld, width: int = 32):
+        super().__init__()
+        self.world = world
+        self.features = nn.Sequential(                      # (B, 3, H, W)
+            conv_block(3, width),                            # (B, w, H/2, W/2)
+            conv_block(width, 2 * width),                    # (B, 2w, H/4, W/4)
+            conv_block(2 * width, 4 * width),                # (B, 4w, H/8, W/8)
+        )
+        self.to_cells = nn.AdaptiveAvgPool2d(world.grid)     # (B, 4w, G, G): one feature vector per cell
+        hidden = 4 * width
+        self.heads = nn.ModuleDict({
+            "shape": self._head(hidden, len(world.shapes) + 1),   # the last class means "empty cell"
+            "colour": self._head(hidden, len(world.colours)),
+            "size": self._head(hidden, len(world.sizes)),
+        })
+
+    @staticmethod
+    def _head(c_in: int, n_classes: int) -> nn.Sequential:
+        """A per-cell MLP written as 1x1 convolutions."""
+        return nn.Sequential(nn.Conv2d(c_in, c_in, 1), nn.ReLU(inplace=True), nn.Conv2d(c_in, n_classes, 1))
+
+    def cell_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 4w, G, G) per-cell features (also the features later chapters compare)."""
+        expected = (3, self.world.resolution, self.world.resolution)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(f"the oracle reads images of shape (B, {', '.join(map(str, expected))}), "
+                             f"got {tuple(images.shape)}")
+        return self.to_cells(self.features(images))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        cells = self.cell_features(images)                                  # (B, C, G, G)
+        return {name: head(cells).flatten(2).transpose(1, 2)                # (B, G*G, classes)
+                for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def read(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Predicted per-cell labels, (B, G*G) long each; -1 for colour and size of empty cells.
+
+        The same layout as `Scenes.cell_targets`, so predictions and truth compare directly.
+        """
+        was_training = self.training
+        self.eval()
+        logits = self(images)
+        self.train(was_training)
+        shape = logits["shape"].argmax(-1)
+        empty = shape == len(self.world.shapes)
+        return {
+            "shape": shape,
+            "colour": logits["colour"].argmax(-1).masked_fill(empty, -1),
+            "size": logits["size"].argmax(-1).masked_fill(empty, -1),
+        }
+
+
+def oracle_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of per-cell cross-entropies; colour and size count only where a cell holds an object."""
+    total = 0.0
+    for name in ATTRIBUTES:
+        total = total + F.cross_entropy(logits[name].flatten(0, 1).float(), targets[name].flatten(),
+                                        ignore_index=-1)    # target -1: empty cell, no colour/size
+    return total
+
+
+def accuracy(predicted: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], n_shapes: int) -> dict[str, float]:
+    """Per-attribute accuracy over the objects, 'cell' occupancy accuracy over all cells, exact scenes.
+
+    shape / colour / size: share of objects (occupied cells) whose attribute was read correctly.
+    cell: share of grid cells whose occupancy (object or empty) was read correctly.
+    scene: share of images in which every cell was read exactly.
+    """
+    occupied = targets["shape"] != n_shapes                                  # (N, G*G)
+    result = {name: (predicted[name] == targets[name])[occupied].float().mean().item() for name in ATTRIBUTES}
+    result["cell"] = ((predicted["shape"] != n_shapes) == occupied).float().mean().item()
+    exact = torch.stack([predicted[name] == targets[name] for name in ATTRIBUTES]).all(0).all(-1)
+    result["scene"] = exact.float().mean().item()
+    return result
+
+
+@torch.no_grad()
+def evaluate(oracle: Oracle, scenes: Scenes, batch_size: int = 1024) -> dict[str, float]:
+    """Accuracies (see `accuracy`) of the oracle on rendered scenes."""
+    device = next(oracle.parameters()).device
+    chunks = [oracle.read(scenes.images[i:i + batch_size].to(device)) for i in range(0, len(scenes), batch_size)]
+    predicted = {name: torch.cat([c[name] for c in chunks]).cpu() for name in ATTRIBUTES}
+    return accuracy(predicted, scenes.cell_targets(), len(oracle.world.shapes))
+
+
+def train_oracle(world: ShapesWorld, steps: int, batch_size: int = 128, lr: float = 2e-3, width: int = 32,
+                 precision: Precision | None = None, progress: bool = True) -> tuple[Oracle, History]:
+    """Train on fresh renders every step (the world is unlimited, so there is nothing to overfit to).
+
+    Adam with a one-cycle learning-rate schedule; split "train" for training, never "test".
+    """
+    precision = precision or choose_precision()
+    oracle = Oracle(world, width).to(precision.device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(oracle.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        batch = world.scenes(range(step * batch_size, (step + 1) * batch_size), split="train")
+        images = batch.images.to(precision.device, memory_format=torch.channels_last)
+        targets = {k: v.to(precision.device) for k, v in batch.cell_targets().items()}
+        if step > 0:
+            schedule.step()
+        return oracle_loss(oracle(images), targets)
+
+    history = train(oracle, loss_fn, steps=steps, optimizer=optimizer, precision=precision,
+                    progress=progress, desc="oracle")
+    return oracle.eval(), history
+
+
+def _cache_path(world: ShapesWorld, steps: int, width: int) -> Path:
+    key = hashlib.sha256(repr((asdict(world), steps, width)).encode()).hexdigest()[:12]
+    root = Path(os.environ.get("MINIGEN_CACHE", Path.home() / ".cache" / "minigen"))
+    return root / f"oracle-{world.resolution}px-{steps}steps-{key}.pt"
+
+
+def load_oracle(world: ShapesWorld, steps: int, width: int = 32, path: str | Path | None = None,
+                device: torch.device | str | None = None, progress: bool = True) -> Oracle:
+    """The oracle for `world` trained for `steps`: loaded from `path` (default: the minigen cache,
+    $MINIGEN_CACHE or ~/.cache/minigen, keyed by the world, steps and width), trained and saved first
+    if the file is absent."""
+    path = Path(path) if path is not None else _cache_path(world, steps, width)
+    precision = choose_precision(device)
+    oracle = Oracle(world, width).to(precision.device)
+    if path.exists():
+        load_checkpoint(path, oracle, map_location=precision.device)
+        return oracle.eval()
+    oracle, history = train_oracle(world, steps, width=width, precision=precision, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, oracle, step=steps, history=history)
+    return oracle

@@ -1,0 +1,172 @@
+"""Where and how the code runs: device, mixed precision, seeds, and a provenance line.
+
+Mixed precision (Micikevicius et al. 2018, "Mixed Precision Training") keeps the weights in fp32 and
+runs matrix products in a 16-bit type under `torch.autocast`. bf16 has fp32's exponent range, so it
+needs no loss scaling; fp16 has a narrow range, so small gradients underflow unless the loss is
+scaled up first (`torch.amp.GradScaler`). Our choice per device:
+
+- a GPU with bf16 tensor cores (Ampere or newer): bf16;
+- an older GPU (a Colab T4): fp16 with a GradScaler;
+- a CPU with bf16 instructions (AMX or AVX512-BF16): bf16 — on the book's 2-core machines a
+  training step ran twice as fast as in fp32;
+- anything else: fp32.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import platform
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .profiles import current_profile
+
+_START = time.perf_counter()   # importing minigen starts the clock that provenance() reports
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def default_device() -> torch.device:
+    """CUDA if available, else Apple's MPS if available, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A device and the dtype autocast runs its matrix products in (fp32: no autocast)."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device, torch.device):
+            raise TypeError(f"device must be a torch.device, got {self.device!r}")
+        if self.dtype not in DTYPES.values():
+            raise ValueError(f"dtype must be torch.bfloat16, torch.float16 or torch.float32, got {self.dtype}")
+
+    @property
+    def name(self) -> str:
+        """The short name: "bf16", "fp16" or "fp32"."""
+        return next(name for name, dtype in DTYPES.items() if dtype is self.dtype)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The context to run forward passes (and the loss) in."""
+        if self.dtype is torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A GradScaler, enabled only for fp16 (bf16 and fp32 do not underflow)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.dtype is torch.float16)
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.device}"
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic in hardware (Intel AMX tiles or AVX512-BF16).
+
+    Without it, CPU autocast to bf16 still works but emulates the type and runs slower than fp32.
+    """
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")   # private helpers, hence hasattr
+    return any(getattr(torch.cpu, check)() for check in checks if hasattr(torch.cpu, check))
+
+
+def cuda_supports_bf16(device: torch.device) -> bool:
+    """Whether this GPU computes bf16 natively (compute capability 8.0, Ampere, or newer)."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def choose_precision(device: torch.device | str | None = None, dtype: str | None = None) -> Precision:
+    """The fastest safe precision for `device` (default: `default_device()`), or `dtype` if given.
+
+    dtype: "bf16", "fp16" or "fp32" to override the choice.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    if dtype is None:
+        return Precision(device, _fastest_dtype(device))
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 on the CPU brings no speed and needs loss scaling; use 'bf16' "
+                         "(no scaling needed, fast with AMX) or 'fp32'")
+    if dtype == "bf16" and device.type == "cuda" and not cuda_supports_bf16(device):
+        raise ValueError(f"{torch.cuda.get_device_name(device)} has no native bf16; use 'fp16' "
+                         "(with the GradScaler that Precision.grad_scaler gives) or 'fp32'")
+    return Precision(device, DTYPES[dtype])
+
+
+def _fastest_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda":
+        return torch.bfloat16 if cuda_supports_bf16(device) else torch.float16
+    if device.type == "cpu" and cpu_supports_bf16():
+        return torch.bfloat16
+    return torch.float32   # the CPU without bf16 instructions, MPS and other devices
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's `random`, NumPy and torch (which seeds every CUDA device too)."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must lie in [0, 2**32) (NumPy's range), got {seed}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def device_description(device: torch.device) -> str:
+    """E.g. "cuda (Tesla T4, 15 GiB)" or "cpu (Intel(R) Xeon(R) Processor, 2 threads)"."""
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB)"
+    if device.type == "cpu":
+        return f"cpu ({_cpu_name()}, {torch.get_num_threads()} threads)"
+    return str(device)
+
+
+def _cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")   # Linux; platform.processor() is often empty there
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _format_duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def provenance(precision: Precision | None = None) -> str:
+    """One line stating what produced a notebook's outputs; the last cell of every chapter prints it.
+
+    precision: the one the notebook trained with (default: `choose_precision()`).
+    The wall time counts from the import of minigen.
+    """
+    precision = precision or choose_precision()
+    try:
+        version = importlib.metadata.version("minigen")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(version unknown: not installed)"
+    parts = [
+        f"profile {current_profile()}",
+        f"device {device_description(precision.device)}",
+        f"precision {precision.name}",
+        f"torch {torch.__version__}",
+        f"minigen {version}",
+        f"Python {platform.python_version()}",
+        f"wall time {_format_duration(time.perf_counter() - _START)}",
+        datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    ]
+    return " · ".join(parts)

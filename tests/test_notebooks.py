@@ -1,0 +1,66 @@
+"""The committed notebooks are what readers see: executed, error-free, from a cpu or gpu run."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PROVENANCE = re.compile(r"profile (smoke|cpu|gpu)\b")
+
+
+def code_cells(path: Path) -> list[dict]:
+    cells = json.loads(path.read_text())["cells"]
+    return [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def output_text(cell: dict) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append("".join(out.get("text", "")))
+        parts.append("".join(out.get("data", {}).get("text/plain", "")))
+    return "".join(parts)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "notebooks/ holds no chapter"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_executed_without_errors(path):
+    cells = code_cells(path)
+    unexecuted = [i for i, c in enumerate(cells) if c.get("execution_count") is None]
+    assert not unexecuted, f"{path.name}: code cells {unexecuted} were never executed"
+    counts = [c["execution_count"] for c in cells]
+    assert counts == sorted(counts), f"{path.name}: cells were executed out of order: {counts}"
+    errors = [i for i, c in enumerate(cells) for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert not errors, f"{path.name}: code cells {errors} stored an error output"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_ends_with_provenance_from_cpu_or_gpu_run(path):
+    last = code_cells(path)[-1]
+    assert "provenance()" in "".join(last["source"]), f"{path.name}: the last cell must print minigen.provenance()"
+    found = PROVENANCE.findall(output_text(last))
+    assert found, f"{path.name}: the provenance cell printed no 'profile …' line"
+    assert found[0] in ("cpu", "gpu"), f"{path.name}: stored outputs come from a {found[0]!r} run"
+    smoke = [i for i, c in enumerate(code_cells(path)) if re.search(r"profile\W{0,6}smoke", output_text(c))]
+    assert not smoke, f"{path.name}: cells {smoke} show smoke-profile outputs"
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+def test_toc_lists_only_pages_that_exist_and_every_notebook():
+    for entry in toc_files():
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), f"_toc.yml lists missing {entry}"
+    listed = set(toc_files())
+    for path in NOTEBOOKS:
+        assert f"notebooks/{path.stem}" in listed, f"{path.name} is not in _toc.yml"

@@ -1,0 +1,114 @@
+"""Tests for minigen.widgets: the explorer follows its controls and explains invalid configurations."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import ipywidgets
+import pytest
+
+from minigen import arith
+from minigen.widgets import ConvExplorer, conv_explorer
+
+PNG_SIGNATURE = b"\x89PNG"
+
+
+def _arith_error(function, *args):
+    with pytest.raises(ValueError) as error:
+        function(*args)
+    return str(error.value)
+
+
+def test_starts_with_the_output_size_and_a_frame():
+    explorer = conv_explorer(5, 3)
+    assert isinstance(explorer.widget, ipywidgets.Widget)
+    assert explorer.valid
+    assert explorer.message.startswith("output 3×3 pixels: o = ⌊(i + 2p − k)/s⌋ + 1 = ⌊(5 + 2·0 − 3)/1⌋ + 1 = 3")
+    assert bytes(explorer.image.value).startswith(PNG_SIGNATURE)
+    assert explorer.step_slider.max == 8
+    assert "application/vnd.jupyter.widget-view+json" in explorer._repr_mimebundle_()
+
+
+def test_moving_a_slider_updates_message_figure_and_step_range():
+    explorer = conv_explorer(5, 3)
+    explorer.sliders["s"].value = 2  # as a reader dragging the stride slider
+    o = arith.conv_output_size(5, 3, 2)
+    assert explorer.message.startswith(f"output {o}×{o} pixels")
+    assert explorer.step_slider.max == o * o - 1
+    assert "s=2" in explorer.figure.axes[0].get_title()
+    before = bytes(explorer.image.value)
+    explorer.step_slider.value = 3
+    assert bytes(explorer.image.value) != before  # the frame was redrawn
+    assert "step 3: output pixel (1, 1)" in explorer.message
+    assert "(row 2, col 2)" in explorer.message
+
+
+def test_invalid_configuration_shows_the_arith_error_instead_of_raising():
+    explorer = conv_explorer(5, 3)
+    explorer.sliders["k"].value = 7
+    assert not explorer.valid
+    assert explorer.message == "invalid configuration: " + _arith_error(arith.conv_output_size, 5, 7)
+    assert "kernel 7 is larger than padded input 5" in explorer.text.value
+    assert explorer.image.layout.display == "none"
+    assert explorer.step_slider.disabled
+
+    explorer.sliders["p"].value = 1  # 5 + 2·1 = 7 cells: the kernel fits again
+    assert explorer.valid and explorer.message.startswith("output 1×1 pixels")
+    assert explorer.image.layout.display is None and not explorer.step_slider.disabled
+
+
+def test_starting_from_an_invalid_configuration_does_not_raise():
+    explorer = ConvExplorer(3, 5)
+    assert not explorer.valid and "kernel 5 is larger than padded input 3" in explorer.message
+
+
+def test_transposed_checkbox_and_output_padding():
+    explorer = conv_explorer(3, 3, s=2, p=1)
+    assert explorer.sliders["output_padding"].disabled
+    explorer.transposed_box.value = True
+    assert not explorer.sliders["output_padding"].disabled
+    o = arith.transposed_output_size(3, 3, 2, 1)
+    assert explorer.message.startswith(f"output {o}×{o} pixels: o = s(i−1) − 2p + d(k−1) + a + 1")
+    assert explorer.step_slider.max == o * o - 1
+
+    explorer.sliders["output_padding"].value = 2  # torch refuses output_padding >= max(s, d)
+    assert explorer.message == "invalid configuration: " + _arith_error(arith.transposed_output_size, 3, 3, 2, 1, 1, 2)
+
+    explorer.set(output_padding=1, step=0)
+    assert explorer.valid and explorer.message.endswith(
+        "step 0: output pixel (0, 0) comes from the window whose top-left cell is (row 0, col 0) of the grid with zeros")
+    assert explorer.values == {"i": 3, "k": 3, "s": 2, "p": 1, "d": 1, "output_padding": 1,
+                               "transposed": True, "step": 0}
+
+
+def test_set_changes_several_controls_then_draws_once():
+    explorer = conv_explorer()
+    explorer.set(i=7, k=3, d=2, step=8)
+    assert explorer.values["step"] == 8
+    assert explorer.message.startswith("output 3×3 pixels: o = ⌊(i + 2p − k_eff)/s⌋ + 1")
+    assert "step 8: output pixel (2, 2)" in explorer.message
+
+
+def test_set_widens_sliders_instead_of_clipping():
+    explorer = conv_explorer()
+    explorer.set(i=30)
+    assert explorer.values["i"] == 30 and explorer.sliders["i"].max >= 30
+
+
+def test_set_rejects_bad_values_before_moving_anything():
+    explorer = conv_explorer()
+    before = explorer.values
+    with pytest.raises(TypeError, match=r"unknown control\(s\) \['kernel'\]"):
+        explorer.set(kernel=3)
+    with pytest.raises(TypeError, match="i must be an int"):
+        explorer.set(k=5, i=True)
+    with pytest.raises(ValueError, match="i must be >= 1, got 0"):
+        explorer.set(i=0)
+    with pytest.raises(TypeError, match="transposed must be True or False"):
+        explorer.set(transposed="yes")
+    assert explorer.values == before
+    with pytest.raises(ValueError, match=r"step 9 is out of range: .* 0\.\.8"):
+        explorer.set(step=9)
+    explorer.set(k=7)
+    with pytest.raises(ValueError, match="cannot choose a step: invalid configuration"):
+        explorer.set(step=0)
