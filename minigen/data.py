@@ -20,6 +20,7 @@ Fashion-MNIST and CIFAR-10 when the internet is reachable.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -178,14 +179,16 @@ def cell_names(grid: int) -> tuple[str, ...]:
     return tuple(f"row {row + 1}, column {column + 1}" for row in range(grid) for column in range(grid))
 
 
-def _location(cell: int, grid: int) -> str:
-    name = cell_names(grid)[cell]
-    return f"at the {name}" if grid == 3 else f"at {name}"
+@functools.cache
+def _locations(grid: int) -> tuple[str, ...]:
+    """ "at the top left", … for each cell (cached: captions are written by the thousand)."""
+    article = "the " if grid == 3 else ""
+    return tuple(f"at {article}{name}" for name in cell_names(grid))
 
 
-def _relation(first: SceneObject, second: SceneObject, grid: int) -> str:
-    """Where `first` is seen from `second`: columns decide left/right, otherwise rows decide above/below."""
-    (row_1, column_1), (row_2, column_2) = divmod(first.cell, grid), divmod(second.cell, grid)
+def _relation(first_cell: int, second_cell: int, grid: int) -> str:
+    """Where the first object is seen from the second: columns decide left/right, otherwise rows above/below."""
+    (row_1, column_1), (row_2, column_2) = divmod(first_cell, grid), divmod(second_cell, grid)
     if column_1 != column_2:
         return "to the left of" if column_1 < column_2 else "to the right of"
     return "above" if row_1 < row_2 else "below"
@@ -197,6 +200,7 @@ def caption(objects: Sequence[SceneObject], grid: int = 3) -> str:
     One object: "a small red circle at the top left". Two: their spatial relation, "a small red circle
     to the left of a large blue square". More: each object with its cell, joined by " and ".
     """
+    _check_int("grid", grid, minimum=1)
     if not objects:
         raise ValueError("a caption needs at least one object, got none")
     for obj in objects:
@@ -204,10 +208,15 @@ def caption(objects: Sequence[SceneObject], grid: int = 3) -> str:
     cells = [obj.cell for obj in objects]
     if len(set(cells)) != len(cells):
         raise ValueError(f"two objects share a cell (cells {cells}); each cell holds at most one object")
-    phrases = [f"a {obj.size} {obj.colour} {obj.shape}" for obj in objects]
-    if len(objects) == 2:
-        return f"{phrases[0]} {_relation(objects[0], objects[1], grid)} {phrases[1]}"
-    return " and ".join(f"{phrase} {_location(obj.cell, grid)}" for phrase, obj in zip(phrases, objects))
+    return _join_phrases([f"a {obj.size} {obj.colour} {obj.shape}" for obj in objects], cells, grid)
+
+
+def _join_phrases(phrases: Sequence[str], cells: Sequence[int], grid: int) -> str:
+    """A caption from each object's phrase ("a small red circle") and cell."""
+    if len(phrases) == 2:
+        return f"{phrases[0]} {_relation(cells[0], cells[1], grid)} {phrases[1]}"
+    locations = _locations(grid)
+    return " and ".join(f"{phrase} {locations[cell]}" for phrase, cell in zip(phrases, cells))
 
 
 def _check_object(obj: SceneObject, grid: int) -> None:
@@ -255,9 +264,9 @@ def render(
     palette = torch.tensor([COLOURS[name] for name in colours], device=device)  # (colours, 3)
 
     masks = torch.zeros(n_scenes, n_slots, resolution, resolution, device=device)  # (N, K, H, W)
-    for slot in range(n_slots):  # coverage a_k of each object on its own
-        _draw_coverage(masks[:, slot], shape[:, slot], size[:, slot], cell[:, slot], offset[:, slot], grid, shapes, sizes)
-    see_through = torch.ones(n_scenes, resolution, resolution, device=device)  # (N, H, W) transmittance of the slots above
+    for k in range(n_slots):  # coverage a_k of each object on its own
+        _draw_coverage(masks[:, k], shape[:, k], size[:, k], cell[:, k], offset[:, k], grid, shapes, sizes)
+    see_through = torch.ones(n_scenes, resolution, resolution, device=device)  # (N, H, W) transmittance above
     for slot in reversed(range(n_slots)):  # painted last = on top: visible_k = a_k * prod_{j > k} (1 - a_j)
         masks[:, slot] *= see_through
         see_through -= masks[:, slot]  # T <- T (1 - a_k) = T - visible_k
@@ -498,7 +507,9 @@ class ShapesWorld:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
         if split == "holdout" and not self.holdout:
-            raise ValueError("the 'holdout' split needs held-out pairs, e.g. ShapesWorld(holdout=(('yellow', 'triangle'),))")
+            raise ValueError(
+                "the 'holdout' split needs held-out pairs, e.g. ShapesWorld(holdout=(('yellow', 'triangle'),))"
+            )
         index = _index_tensor(indices, device)[:, None]  # (N, 1)
         device = index.device
         key = (self.seed, SPLITS.index(split), index)
@@ -565,18 +576,12 @@ class ShapesWorld:
         )
 
     def captions(self, labels: SceneLabels) -> list[str]:
-        """The caption of each scene of `labels`."""
-        rows = zip(labels.shape.tolist(), labels.colour.tolist(), labels.size.tolist(), labels.cell.tolist())
+        """The caption of each scene of `labels` (as `caption` writes them)."""
+        phrase = [[[f"a {z} {c} {s}" for z in self.sizes] for c in self.colours] for s in self.shapes]
+        rows = zip(*(t.tolist() for t in (labels.shape, labels.colour, labels.size, labels.cell, labels.count)))
         return [
-            caption(
-                [
-                    SceneObject(self.shapes[s], self.colours[c], self.sizes[z], cell)
-                    for s, c, z, cell in zip(shapes, colours, sizes, cells)
-                    if s >= 0
-                ],
-                self.grid,
-            )
-            for shapes, colours, sizes, cells in rows
+            _join_phrases([phrase[s[k]][c[k]][z[k]] for k in range(count)], cells[:count], self.grid)
+            for s, c, z, cells, count in rows
         ]
 
 

@@ -106,7 +106,9 @@ def _per_axis(i: Size, k: Size, s: Size, p: Size, d: Size, a: Size) -> list[tupl
     return [tuple(pair[axis] for pair in pairs) for axis in (0, 1)]
 
 
-def _geometry(i: Size, k: Size, s: Size, p: Size, d: Size, transposed: bool, output_padding: Size) -> _Geometry:
+def _geometry(
+    i: Size, k: Size, s: Size, p: Size, d: Size, transposed: bool, output_padding: Size
+) -> _Geometry:
     if not isinstance(transposed, bool):
         raise TypeError(f"transposed must be True or False, got {transposed!r}")
     axes = _per_axis(i, k, s, p, d, output_padding)
@@ -157,7 +159,8 @@ def output_shape(
 def _formula_1d(i: int, k: int, s: int, p: int, d: int, a: int, *, transposed: bool) -> str:
     if transposed:
         o = arith.transposed_output_size(i, k, s, p, d, a)
-        return f"o = s(i−1) − 2p + d(k−1) + a + 1 = {s}·({i}−1) − 2·{p} + {d}·({k}−1) + {a} + 1 = {o}"
+        return (f"o = s(i−1) − 2p + d(k−1) + a + 1 = "
+                f"{s}·({i}−1) − 2·{p} + {d}·({k}−1) + {a} + 1 = {o}")
     o = arith.conv_output_size(i, k, s, p, d)
     if d == 1:
         return f"o = ⌊(i + 2p − k)/s⌋ + 1 = ⌊({i} + 2·{p} − {k})/{s}⌋ + 1 = {o}"
@@ -177,13 +180,15 @@ def output_size_formula(
 ) -> str:
     """The output-size formula, then with this configuration substituted.
 
-    For example ``output_size_formula(5, 3, 2, 1)`` is ``o = ⌊(i + 2p − k)/s⌋ + 1 = ⌊(5 + 2·1 − 3)/2⌋ + 1 = 3``.
+    For example ``output_size_formula(5, 3, 2, 1)`` is
+    ``o = ⌊(i + 2p − k)/s⌋ + 1 = ⌊(5 + 2·1 − 3)/2⌋ + 1 = 3``.
 
     One line when height and width agree, else one line per axis. Raises the
     :mod:`minigen.arith` error for an invalid configuration.
     """
     _geometry(i, k, s, p, d, transposed, output_padding)  # validates, incl. the drawing limits
-    per_axis = [_formula_1d(*axis, transposed=transposed) for axis in _per_axis(i, k, s, p, d, output_padding)]
+    axes = _per_axis(i, k, s, p, d, output_padding)
+    per_axis = [_formula_1d(*axis, transposed=transposed) for axis in axes]
     if per_axis[0] == per_axis[1]:
         return per_axis[0]
     return f"height: {per_axis[0]}\nwidth: {per_axis[1]}"
@@ -445,7 +450,8 @@ def _draw_levels(ax: Axes, layers: Sequence[arith.Layer], sizes: list[int], trac
                 face = CURRENT_OUTPUT_COLOR if u in used else OUTPUT_COLOR
             ax.add_patch(Rectangle((start + u * jump - 0.45, level * _ROW_GAP - _CELL_HEIGHT / 2), 0.9,
                                    _CELL_HEIGHT, facecolor=face, edgecolor=EDGE_COLOR, linewidth=0.8,
-                                   linestyle="-" if real else "--", hatch="///" if not real and u in used else None))
+                                   linestyle="-" if real else "--",
+                                   hatch="///" if not real and u in used else None))
 
 
 def _draw_connections(ax: Axes, layers: Sequence[arith.Layer], sizes: list[int], traced: list[list[int]],
@@ -473,7 +479,9 @@ def _draw_field_bracket(ax: Axes, field: arith.ReceptiveField, unit: int) -> flo
     return y
 
 
-def _level_labels(layers: Sequence[arith.Layer], sizes: list[int], fields: list[arith.ReceptiveField]) -> list[str]:
+def _level_labels(
+    layers: Sequence[arith.Layer], sizes: list[int], fields: list[arith.ReceptiveField]
+) -> list[str]:
     labels = [f"input\nn = {sizes[0]}"]
     for number, (layer, size, field) in enumerate(zip(layers, sizes[1:], fields), start=1):
         kernel = f"k={layer.kernel} s={layer.stride} p={layer.padding}"

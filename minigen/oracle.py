@@ -136,11 +136,9 @@ def train_oracle(world: ShapesWorld, steps: int, batch_size: int = 128, lr: floa
         batch = world.scenes(range(step * batch_size, (step + 1) * batch_size), split="train")
         images = batch.images.to(precision.device, memory_format=torch.channels_last)
         targets = {k: v.to(precision.device) for k, v in batch.cell_targets().items()}
-        if step > 0:
-            schedule.step()
         return oracle_loss(oracle(images), targets)
 
-    history = train(oracle, loss_fn, steps=steps, optimizer=optimizer, precision=precision,
+    history = train(oracle, loss_fn, steps=steps, optimizer=optimizer, scheduler=schedule, precision=precision,
                     progress=progress, desc="oracle")
     return oracle.eval(), history
 

@@ -109,14 +109,15 @@ class History:
 
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     step: int = 0, history: History | None = None, ema: EMA | None = None,
-                    scaler: torch.amp.GradScaler | None = None, extra: dict[str, Any] | None = None) -> None:
+                    scaler: torch.amp.GradScaler | None = None, extra: dict[str, Any] | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
     """Save training state to `path` atomically (a crash mid-save never leaves a broken file).
 
     extra: anything else to keep, made of tensors and plain Python values.
     Torch's random state (CPU and CUDA) is saved too, so that a resumed run draws the same batches.
     """
     state: dict[str, Any] = {"model": model.state_dict(), "step": step, "rng": _rng_state(), "extra": extra}
-    optional = {"optimizer": optimizer, "ema": ema, "scaler": scaler}
+    optional = {"optimizer": optimizer, "ema": ema, "scaler": scaler, "scheduler": scheduler}
     state.update({name: part.state_dict() for name, part in optional.items() if part is not None})
     if history is not None:
         state["history"] = asdict(history)
@@ -129,7 +130,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     ema: EMA | None = None, scaler: torch.amp.GradScaler | None = None,
-                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+                    map_location: str | torch.device = "cpu",
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> dict[str, Any]:
     """Load into `model` (and the optimizer, EMA and scaler given) what `save_checkpoint` stored.
 
     Returns {"step", "history" (History or None), "extra", "rng"}; the random state is returned,
@@ -137,7 +139,7 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     """
     state = torch.load(path, map_location=map_location, weights_only=True)
     model.load_state_dict(state["model"])
-    for name, part in {"optimizer": optimizer, "ema": ema, "scaler": scaler}.items():
+    for name, part in {"optimizer": optimizer, "ema": ema, "scaler": scaler, "scheduler": scheduler}.items():
         if part is None:
             continue
         if name not in state:
@@ -203,12 +205,14 @@ def _optimizer_step(loss: torch.Tensor, parameters: list[nn.Parameter], optimize
 
 
 def train(model: nn.Module, loss_fn: Callable[[int], LossOutput], *, steps: int,
-          optimizer: torch.optim.Optimizer, precision: Precision | None = None, ema: EMA | None = None,
+          optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+          precision: Precision | None = None, ema: EMA | None = None,
           grad_clip: float | None = None, checkpoint: str | Path | None = None,
           checkpoint_every: int | None = None, log_every: int = 1, progress: bool = True,
           desc: str = "train", history: History | None = None) -> History:
     """Train `model` until `steps` steps in total are done, calling `loss_fn(step)` for step 0, 1, ...
 
+    scheduler: a learning-rate schedule, stepped after every optimizer step (and checkpointed).
     precision: default `choose_precision` for the model's device.
     ema: updated after every optimizer step.
     grad_clip: clip the global gradient norm to this value.
@@ -235,7 +239,8 @@ def train(model: nn.Module, loss_fn: Callable[[int], LossOutput], *, steps: int,
         if history is not None:
             raise ValueError(f"{checkpoint} exists and holds its own history: pass history=None to resume it, "
                              "or another checkpoint path to start afresh")
-        state = load_checkpoint(checkpoint, model, optimizer, ema, scaler_to_save, map_location=device)
+        state = load_checkpoint(checkpoint, model, optimizer, ema, scaler_to_save, map_location=device,
+                                scheduler=scheduler)
         history = state["history"]
         _set_rng_state(state["rng"])
     history = history if history is not None else History()
@@ -244,7 +249,8 @@ def train(model: nn.Module, loss_fn: Callable[[int], LossOutput], *, steps: int,
         raise ValueError(f"training is already at step {start}, past steps={steps}; ask for steps >= {start}")
 
     def save() -> None:
-        save_checkpoint(checkpoint, model, optimizer, history.completed_steps, history, ema, scaler_to_save)
+        save_checkpoint(checkpoint, model, optimizer, history.completed_steps, history, ema, scaler_to_save,
+                        scheduler=scheduler)
 
     was_training = model.training
     model.train()
@@ -258,6 +264,8 @@ def train(model: nn.Module, loss_fn: Callable[[int], LossOutput], *, steps: int,
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(step, loss_value)
             _optimizer_step(loss, parameters, optimizer, scaler, grad_clip)
+            if scheduler is not None:
+                scheduler.step()
             if ema is not None:
                 ema.update(model)
             history.completed_steps = step + 1

@@ -371,3 +371,18 @@ def test_progress_bar_shows_desc_and_smoothed_loss(capsys):
           precision=FP32, desc="fit")
     bar = capsys.readouterr().err
     assert "fit" in bar and "3/3" in bar and "loss=" in bar
+
+
+def test_scheduler_steps_once_per_step_and_resumes_from_the_checkpoint(tmp_path):
+    def run(steps, path):
+        model = nn.Linear(3, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+        x, y = regression_data()
+        train(model, mse_closure(model, x, y), steps=steps, optimizer=optimizer, scheduler=scheduler,
+              precision=FP32, checkpoint=path, progress=False)
+        return optimizer.param_groups[0]["lr"]
+
+    assert run(4, tmp_path / "a.pt") == 0.5 ** 4               # lr after 4 steps of the schedule
+    run(2, tmp_path / "b.pt")
+    assert run(4, tmp_path / "b.pt") == 0.5 ** 4               # resumed at step 2, not restarted at 0
