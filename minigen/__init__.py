@@ -7,9 +7,10 @@ from . import arith, data, exercises, figures, ops, oracle, widgets
 from .arith import (Layer, ReceptiveField, conv_output_size, effective_kernel, full_padding,
                     inputs_with_same_output, pool_output_size, receptive_field, same_padding, transposed_a,
                     transposed_output_size)
+from .data import (COLOURS, SHAPES, SIZES, SPLITS, SceneObject, Scenes, ShapesWorld, caption, grace_hopper,
+                   load_torchvision, render)
 from .figures import (conv_animation, conv_frame, conv_frames_figure, fan_in, output_shape, output_size_formula,
                       receptive_field_figure, window_positions)
-from .data import COLOURS, SHAPES, SIZES, Scenes, ShapesWorld, grace_hopper, load_torchvision
 from .ops import (avg_pool2d, conv2d, conv2d_loops, global_avg_pool2d, global_max_pool2d, max_pool2d,
                   sliding_windows)
 from .oracle import Oracle, load_oracle, train_oracle
@@ -17,7 +18,8 @@ from .profiles import PROFILES, current_profile, pick
 from .runtime import Precision, choose_precision, cpu_supports_bf16, default_device, provenance, seed_everything
 from .show import show
 from .train import EMA, History, NonFiniteLossError, load_checkpoint, save_checkpoint, train
-from .widgets import ConvExplorer, conv_explorer
 from .viz import image_grid, plot_history, to_numpy_image
+
+ = from .widgets import ConvExplorer, conv_explorer
 
 __version__ = "0.1.0"

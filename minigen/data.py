@@ -44,7 +44,7 @@ COLOURS: dict[str, tuple[float, float, float]] = {  # the six saturated corners 
 SIZES: tuple[str, ...] = ("small", "large")
 SIZE_FRACTION: dict[str, float] = {"small": 0.5, "large": 0.8}  # side of the shape's box / side of the cell
 MIN_OBJECT_PIXELS = 4.0  # a small shape must span 4 px; at 2-3 px triangle, diamond and circle are one blur
-_RESOLUTION_WHY = f"so that a small object spans {MIN_OBJECT_PIXELS:g} pixels"
+_RESOLUTION_WHY = f"so that the smallest object spans {MIN_OBJECT_PIXELS:g} pixels"
 SPLITS: tuple[str, ...] = ("train", "val", "test", "holdout")
 CELL_NAMES_3X3: tuple[str, ...] = (
     "top left", "top", "top right",
@@ -95,9 +95,9 @@ def _uniform(word: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Geometry: exact signed distance functions (SDFs) in pixels, negative inside. x: (n, 1, P) and y: (n, P, 1)
-# are pixel centres relative to the shape's centre (y grows downwards, as in an image), half: (n, 1, 1).
-# Every shape fits the box of side 2 * half centred on (0, 0).
+# Geometry: signed distance functions (SDFs) in pixels, negative inside; Euclidean distances (inside the
+# cross, a bound). x: (n, 1, P) and y: (n, P, 1) are pixel centres relative to the shape's centre (y grows
+# downwards, as in an image), half: (n, 1, 1). Every shape fits the box of side 2 * half centred on (0, 0).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -259,21 +259,20 @@ def render(
     _check_render_inputs(shape, colour, size, cell, offset, resolution, grid, shapes, colours, sizes)
     n_scenes, n_slots = shape.shape
     device = shape.device
-    if offset is None:
-        offset = torch.zeros(n_scenes, n_slots, 2, device=device)
+    offset = torch.zeros(n_scenes, n_slots, 2, device=device) if offset is None else offset.float()
     palette = torch.tensor([COLOURS[name] for name in colours], device=device)  # (colours, 3)
 
     masks = torch.zeros(n_scenes, n_slots, resolution, resolution, device=device)  # (N, K, H, W)
     for k in range(n_slots):  # coverage a_k of each object on its own
         _draw_coverage(masks[:, k], shape[:, k], size[:, k], cell[:, k], offset[:, k], grid, shapes, sizes)
     see_through = torch.ones(n_scenes, resolution, resolution, device=device)  # (N, H, W) transmittance above
-    for slot in reversed(range(n_slots)):  # painted last = on top: visible_k = a_k * prod_{j > k} (1 - a_j)
-        masks[:, slot] *= see_through
-        see_through -= masks[:, slot]  # T <- T (1 - a_k) = T - visible_k
+    for k in reversed(range(n_slots)):  # painted last = on top: visible_k = a_k * prod_{j > k} (1 - a_j)
+        masks[:, k] *= see_through
+        see_through -= masks[:, k]  # T <- T (1 - a_k) = T - visible_k
     rgb = palette[colour.clamp(min=0)]  # (N, K, 3)
     images = torch.zeros(n_scenes, 3, resolution, resolution, device=device)  # (N, 3, H, W)
-    for slot in range(n_slots):
-        images.addcmul_(masks[:, slot, None], rgb[:, slot, :, None, None])  # image = sum_k visible_k * colour_k
+    for k in range(n_slots):
+        images.addcmul_(masks[:, k, None], rgb[:, k, :, None, None])  # image = sum_k visible_k * colour_k
     return images, masks
 
 
@@ -313,7 +312,8 @@ def _draw_coverage(
         if scenes.numel():
             alpha[scenes] = coverage(SHAPE_SDFS[name](x[scenes], y[scenes], half[scenes]))
     pixel = (top[:, None, None] + steps[:, None]) * resolution + left[:, None, None] + steps  # (N, P, P) in H * W
-    out.view(n_scenes, -1).scatter_(1, pixel.view(n_scenes, -1), alpha.view(n_scenes, -1))
+    flat = (n_scenes, patch * patch)
+    out.view(n_scenes, resolution * resolution).scatter_(1, pixel.view(flat), alpha.view(flat))
 
 
 def _check_render_inputs(
@@ -455,11 +455,11 @@ class ShapesWorld:
                 f"{self.grid * self.grid} objects (one per cell), but max_objects={self.max_objects}"
             )
         for field, vocabulary in (("shape", SHAPES), ("colour", tuple(COLOURS)), ("size", SIZES)):
-            names = tuple(getattr(self, field + "s"))
+            names = getattr(self, field + "s")
             _check_names(field, names, vocabulary)
-            object.__setattr__(self, field + "s", names)
-        object.__setattr__(self, "holdout", tuple(tuple(pair) for pair in self.holdout))
+            object.__setattr__(self, field + "s", tuple(names))
         self._check_holdout()
+        object.__setattr__(self, "holdout", tuple(tuple(pair) for pair in self.holdout))
         _check_int("resolution", self.resolution, minimum=min_resolution(self.grid, self.sizes), why=_RESOLUTION_WHY)
         largest_jitter = (1 - max(SIZE_FRACTION[size] for size in self.sizes)) / 2
         if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float)):
@@ -475,11 +475,14 @@ class ShapesWorld:
 
     def _check_holdout(self) -> None:
         for pair in self.holdout:
-            if len(pair) != 2:
-                raise ValueError(f"holdout entries are (colour, shape) pairs like ('yellow', 'triangle'), got {pair}")
+            if isinstance(pair, str) or len(pair) != 2:
+                raise ValueError(
+                    "holdout must be a sequence of (colour, shape) pairs, e.g. holdout=(('yellow', 'triangle'),); "
+                    f"got the entry {pair!r}"
+                )
             _check_names("colour", pair[:1], self.colours, where="holdout")
             _check_names("shape", pair[1:], self.shapes, where="holdout")
-        if len(set(self.holdout)) == len(self.colours) * len(self.shapes):
+        if len({tuple(pair) for pair in self.holdout}) == len(self.colours) * len(self.shapes):
             raise ValueError("holdout lists every (colour, shape) pair; leave at least one for training")
 
     @property
@@ -528,16 +531,16 @@ class ShapesWorld:
             held_out_pairs = self._pairs(held_out=True, device=device)
             pair[:, 0] = held_out_pairs[(pair_u[:, 0] * len(held_out_pairs)).long()]
         size = (_uniform(_hash(*key, _FIELD_SIZE, slots)) * len(self.sizes)).long()  # (N, K)
-        axes = 2 * slots[:, None] + torch.arange(2, device=device)  # (K, 2): one stream per slot and axis
-        offset = (2 * _uniform(_hash(*key[:2], index[:, :, None], _FIELD_OFFSET, axes)) - 1) * self.jitter  # (N, K, 2)
+        axes = torch.arange(2 * self.max_objects, device=device)  # one stream per slot and axis (x, y)
+        offset = (2 * _uniform(_hash(*key, _FIELD_OFFSET, axes)) - 1) * self.jitter  # (N, 2K), in [-jitter, jitter)
+        offset = offset.view(len(index), self.max_objects, 2)  # (N, K, 2)
 
-        filled = slots < count[:, None]  # (N, K)
-        empty = -1
+        filled = slots < count[:, None]  # (N, K); the empty slots get -1 (offset 0)
         return SceneLabels(
-            shape=torch.where(filled, pair[..., 1], empty),
-            colour=torch.where(filled, pair[..., 0], empty),
-            size=torch.where(filled, size, empty),
-            cell=torch.where(filled, cell, empty),
+            shape=torch.where(filled, pair[..., 1], -1),
+            colour=torch.where(filled, pair[..., 0], -1),
+            size=torch.where(filled, size, -1),
+            cell=torch.where(filled, cell, -1),
             offset=torch.where(filled[..., None], offset, 0.0),
             count=count,
         )

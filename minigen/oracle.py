@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Scenes, ShapesWorld
+from .data import SceneObject, Scenes, ShapesWorld, caption
 from .runtime import Precision, choose_precision
 from .train import History, load_checkpoint, save_checkpoint, train
 
@@ -38,6 +38,7 @@ class Oracle(nn.Module):
     def __init__(self, world: ShapesWorld, width: int = 32):
         super().__init__()
         self.world = world
+        self.history: History | None = None   # how it was trained, once trained or loaded
         self.features = nn.Sequential(                      # (B, 3, H, W)
             conv_block(3, width),                            # (B, w, H/2, W/2)
             conv_block(width, 2 * width),                    # (B, 2w, H/4, W/4)
@@ -87,6 +88,16 @@ class Oracle(nn.Module):
             "size": logits["size"].argmax(-1).masked_fill(empty, -1),
         }
 
+    def describe(self, images: torch.Tensor) -> list[str]:
+        """What the oracle reads in each image, as a caption (objects in cell order; "nothing" if it sees none)."""
+        world, cells = self.world, self.read(images)
+        captions = []
+        for shapes, colours, sizes in zip(*(cells[name].tolist() for name in ATTRIBUTES)):
+            objects = [SceneObject(world.shapes[s], world.colours[c], world.sizes[z], cell)
+                       for cell, (s, c, z) in enumerate(zip(shapes, colours, sizes)) if s < len(world.shapes)]
+            captions.append(caption(objects, world.grid) if objects else "nothing")
+        return captions
+
 
 def oracle_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
     """Sum of per-cell cross-entropies; colour and size count only where a cell holds an object."""
@@ -125,7 +136,7 @@ def train_oracle(world: ShapesWorld, steps: int, batch_size: int = 128, lr: floa
                  precision: Precision | None = None, progress: bool = True) -> tuple[Oracle, History]:
     """Train on fresh renders every step (the world is unlimited, so there is nothing to overfit to).
 
-    Adam with a one-cycle learning-rate schedule; split "train" for training, never "test".
+    AdamW (Loshchilov & Hutter 2019) with a one-cycle (Smith & Topin 2019) learning-rate schedule; split "train" for training, never "test".
     """
     precision = precision or choose_precision()
     oracle = Oracle(world, width).to(precision.device).to(memory_format=torch.channels_last)
@@ -138,9 +149,9 @@ def train_oracle(world: ShapesWorld, steps: int, batch_size: int = 128, lr: floa
         targets = {k: v.to(precision.device) for k, v in batch.cell_targets().items()}
         return oracle_loss(oracle(images), targets)
 
-    history = train(oracle, loss_fn, steps=steps, optimizer=optimizer, scheduler=schedule, precision=precision,
-                    progress=progress, desc="oracle")
-    return oracle.eval(), history
+    oracle.history = train(oracle, loss_fn, steps=steps, optimizer=optimizer, scheduler=schedule,
+                           precision=precision, progress=progress, desc="oracle")
+    return oracle.eval(), oracle.history
 
 
 def _cache_path(world: ShapesWorld, steps: int, width: int) -> Path:
@@ -158,9 +169,8 @@ def load_oracle(world: ShapesWorld, steps: int, width: int = 32, path: str | Pat
     precision = choose_precision(device)
     oracle = Oracle(world, width).to(precision.device)
     if path.exists():
-        load_checkpoint(path, oracle, map_location=precision.device)
+        oracle.history = load_checkpoint(path, oracle, map_location=precision.device)["history"]
         return oracle.eval()
     oracle, history = train_oracle(world, steps, width=width, precision=precision, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, oracle, step=steps, history=history)
     return oracle

@@ -1,0 +1,98 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minigen.data import ShapesWorld
+from minigen.oracle import ATTRIBUTES, Oracle, accuracy, evaluate, load_oracle, oracle_loss, train_oracle
+from minigen.runtime import Precision
+
+WORLD = ShapesWorld()
+FP32 = Precision(torch.device("cpu"), torch.float32)
+
+
+class PerfectOracle(Oracle):
+    """Reads the truth: logits are one-hot copies of the scenes' own cell targets."""
+
+    def __init__(self, world, scenes):
+        super().__init__(world)
+        self.targets = scenes.cell_targets()
+
+    def forward(self, images):
+        classes = {"shape": len(self.world.shapes) + 1, "colour": len(self.world.colours),
+                   "size": len(self.world.sizes)}
+        return {name: F.one_hot(self.targets[name].clamp(min=0), n).float() for name, n in classes.items()}
+
+
+def test_forward_gives_per_cell_logits_and_rejects_wrong_images():
+    oracle = Oracle(WORLD)
+    logits = oracle(WORLD.scenes(4).images)
+    assert logits["shape"].shape == (4, 9, len(WORLD.shapes) + 1)
+    assert logits["colour"].shape == (4, 9, len(WORLD.colours))
+    assert logits["size"].shape == (4, 9, len(WORLD.sizes))
+    with pytest.raises(ValueError, match=r"images of shape \(B, 3, 32, 32\), got \(4, 3, 64, 64\)"):
+        oracle(torch.zeros(4, 3, 64, 64))
+
+
+def test_loss_is_the_mean_cross_entropy_over_the_cells_that_count():
+    torch.manual_seed(0)
+    scenes = WORLD.scenes(6)
+    targets = scenes.cell_targets()
+    logits = {name: torch.randn(6, 9, n) for name, n in (("shape", 6), ("colour", 6), ("size", 2))}
+    expected = 0.0
+    for name in ATTRIBUTES:   # brute force: average -log p(target) over the cells with a target
+        terms = [-logits[name][b, c].log_softmax(-1)[t] for b in range(6) for c in range(9)
+                 if (t := targets[name][b, c].item()) >= 0]
+        expected += sum(terms) / len(terms)
+    assert torch.allclose(oracle_loss(logits, targets), expected, atol=1e-5)
+
+
+def test_accuracy_counts_by_hand():
+    n_shapes = 5
+    targets = {"shape": torch.tensor([[0, 5, 2], [5, 5, 1]]), "colour": torch.tensor([[1, -1, 3], [-1, -1, 0]]),
+               "size": torch.tensor([[0, -1, 1], [-1, -1, 1]])}
+    predicted = {"shape": torch.tensor([[0, 5, 3], [5, 4, 1]]), "colour": torch.tensor([[1, -1, 3], [-1, 2, 1]]),
+                 "size": torch.tensor([[0, -1, 1], [-1, 0, 1]])}
+    result = accuracy(predicted, targets, n_shapes)
+    assert result["shape"] == pytest.approx(2 / 3)     # objects: (0,0) right, (0,2) wrong, (1,2) right
+    assert result["colour"] == pytest.approx(2 / 3)    # (1,2) wrong colour
+    assert result["size"] == pytest.approx(1.0)
+    assert result["cell"] == pytest.approx(5 / 6)      # (1,1) read as occupied but is empty
+    assert result["scene"] == pytest.approx(0.0)
+    assert accuracy(targets, targets, n_shapes) == {name: 1.0 for name in (*ATTRIBUTES, "cell", "scene")}
+
+
+def test_read_marks_empty_cells_and_describe_reproduces_captions():
+    world = ShapesWorld(max_objects=1)   # one object: caption order cannot differ from cell order
+    scenes = world.scenes(20, split="test")
+    oracle = PerfectOracle(world, scenes).train()
+    cells = oracle.read(scenes.images)
+    assert oracle.training                                   # read() leaves the mode as it found it
+    empty = cells["shape"] == len(world.shapes)
+    assert (cells["colour"][empty] == -1).all() and (cells["size"][empty] == -1).all()
+    assert oracle.describe(scenes.images) == scenes.captions
+    assert evaluate(oracle, scenes)["scene"] == 1.0
+
+
+def test_short_training_lowers_the_loss_and_beats_chance():
+    torch.manual_seed(0)
+    oracle, history = train_oracle(WORLD, steps=60, batch_size=64, lr=3e-3, precision=FP32, progress=False)
+    first, last = sum(history.losses[:5]) / 5, sum(history.losses[-5:]) / 5
+    assert last < 0.3 * first
+    scores = evaluate(oracle, WORLD.scenes(500, split="test"))
+    assert scores["cell"] > 0.9          # always "empty" would score 1 - 1.5/9 = 0.83
+    assert scores["colour"] > 0.5        # chance: 1/6
+    assert scores["size"] > 0.7          # chance: 1/2
+
+
+def test_load_oracle_trains_once_then_loads_the_same_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIGEN_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    trained = load_oracle(WORLD, steps=3, device="cpu", progress=False)
+    files = list(tmp_path.glob("oracle-*.pt"))
+    assert len(files) == 1 and "3steps" in files[0].name
+    loaded = load_oracle(WORLD, steps=3, device="cpu", progress=False)
+    images = WORLD.scenes(8, split="test").images
+    assert torch.allclose(trained.eval()(images)["shape"], loaded(images)["shape"], atol=1e-5)
+    assert loaded.history.losses == trained.history.losses and len(loaded.history.losses) == 3
+    load_oracle(ShapesWorld(seed=1), steps=3, device="cpu", progress=False)   # another world, another file
+    assert len(list(tmp_path.glob("oracle-*.pt"))) == 2
