@@ -19,7 +19,6 @@ from .runtime import Precision, choose_precision, cpu_supports_bf16, default_dev
 from .show import show
 from .train import EMA, History, NonFiniteLossError, load_checkpoint, save_checkpoint, train
 from .viz import image_grid, plot_history, to_numpy_image
-
- = from .widgets import ConvExplorer, conv_explorer
+from .widgets import ConvExplorer, conv_explorer
 
 __version__ = "0.1.0"
