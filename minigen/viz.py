@@ -69,6 +69,11 @@ def _as_image_list(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return list(images)
 
 
+def _wrap(title: str, width: int) -> str:
+    """Wrap each line of `title` to `width` characters, keeping the line breaks it has."""
+    return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
+
+
 def image_grid(images: ImageLike | Sequence[ImageLike], titles: Sequence[str] | None = None, ncols: int = 8,
                scale: float = 1.5, suptitle: str | None = None, title_fontsize: float = 8,
                cmap: str = "gray", normalize: bool = False) -> Figure:
@@ -88,7 +93,7 @@ def image_grid(images: ImageLike | Sequence[ImageLike], titles: Sequence[str] | 
     if not scale > 0:
         raise ValueError(f"scale (inches per image) must be positive, got {scale}")
     chars_per_line = max(8, int(scale * 72 / (0.6 * title_fontsize)))   # 72 points per inch, ~0.6 em per char
-    wrapped = [textwrap.fill(title, chars_per_line) for title in titles] if titles is not None else []
+    wrapped = [_wrap(title, chars_per_line) for title in titles] if titles is not None else []
     title_lines = max((text.count("\n") + 1 for text in wrapped), default=0)
     ncols = min(ncols, len(pictures))
     nrows = math.ceil(len(pictures) / ncols)

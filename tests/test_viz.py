@@ -132,3 +132,10 @@ def test_plot_history_of_several_runs_with_smoothing():
 def test_plot_history_rejects_bad_input(history, error, message):
     with pytest.raises(error, match=message):
         plot_history(history)
+
+
+def test_image_grid_keeps_line_breaks_in_titles():
+    title = "true: a small red circle at the top left\nread: a small red circle at the top left"
+    fig = image_grid(torch.zeros(1, 3, 4, 4), [title], scale=1.5)
+    lines = fig.axes[0].get_title().splitlines()
+    assert lines[0].startswith("true:") and any(line.startswith("read:") for line in lines[1:])
