@@ -42,7 +42,7 @@ def test_notebook_is_executed_without_errors(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_ends_with_provenance_from_cpu_or_gpu_run(path):
     last = code_cells(path)[-1]
-    assert "provenance()" in "".join(last["source"]), f"{path.name}: the last cell must print minigen.provenance()"
+    assert "provenance(" in "".join(last["source"]), f"{path.name}: the last cell must print minigen.provenance()"
     found = PROVENANCE.findall(output_text(last))
     assert found, f"{path.name}: the provenance cell printed no 'profile …' line"
     assert found[0] in ("cpu", "gpu"), f"{path.name}: stored outputs come from a {found[0]!r} run"
