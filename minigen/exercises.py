@@ -1,16 +1,18 @@
-"""Chapter-1 exercises, checked automatically.
+"""Exercises of chapters 1 and 2, checked automatically.
 
 The reader writes a function; a checker runs it on deterministic cases (hand-picked corners
 first, then seeded random ones) and compares every answer with what torch itself does: the
 real output shape of ``F.conv2d`` and ``F.conv_transpose2d``, the values of ``F.max_pool2d``,
-the gradient footprint of a stack of convolutions. So a checker never trusts the code it
+the gradient footprint of a stack of convolutions, the weights ``F.interpolate`` gives each
+input pixel, the values of ``F.pixel_shuffle``. So a checker never trusts the code it
 teaches, and its source gives no formula away. Whatever the reader's code does (a wrong
 answer, an exception), a checker does not raise: it returns a :class:`CheckResult` that shows
 the first counterexample.
 
 References: V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
 arXiv:1603.07285 (2016); A. Araujo, W. Norris and J. Sim, "Computing receptive fields of
-convolutional neural networks", Distill (2019).
+convolutional neural networks", Distill (2019); W. Shi et al., "Real-time single image and video
+super-resolution using an efficient sub-pixel convolutional neural network", CVPR (2016).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -80,6 +83,24 @@ def check_receptive_field(fn: Callable[[list[tuple[int, int]]], int]) -> CheckRe
     span of input pixels that one output's gradient reaches through real ``F.conv1d`` layers.
     """
     return _run("receptive_field", fn, _receptive_field_cases(), _brute_force_receptive_field, _judge_size)
+
+
+def check_bilinear_weights(fn: Callable[[int, int, bool], Tensor]) -> CheckResult:
+    """Check ``fn(in_size, out_size, align_corners) -> Tensor``, the weights of 1-D linear resizing.
+
+    Row ``o`` of the (out_size, in_size) answer holds the weight each input pixel gets in output
+    pixel ``o``; a NumPy array is accepted too. Answers are compared with ``F.interpolate(mode="linear")``
+    applied to one-hot inputs: input pixel ``j`` alone lights up column ``j``.
+    """
+    return _run("bilinear_weights", fn, _bilinear_cases(), _torch_linear_weights, _judge_weights)
+
+
+def check_pixel_shuffle(fn: Callable[[Tensor, int], Tensor]) -> CheckResult:
+    """Check ``fn(x, r) -> Tensor``: x (B, C·r², H, W) rearranged into (B, C, H·r, W·r).
+
+    Answers are compared with ``F.pixel_shuffle``: first the shape, then every value.
+    """
+    return _run("pixel_shuffle", fn, _pixel_shuffle_cases(), _torch_pixel_shuffle, _judge_tensor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,13 +175,13 @@ def _judge_size(expected: int, got: Any) -> _Mismatch | None:
 
 
 def _judge_tensor(expected: Tensor, got: Any) -> _Mismatch | None:
-    """A pooled tensor must have the right shape, then the right values, then the input's dtype."""
+    """An output that copies input values (pooling, shuffling) must have the right shape, values, dtype."""
     if not isinstance(got, Tensor):
         return _Mismatch(f"expected a tensor of shape {tuple(expected.shape)}, got a {type(got).__name__}")
     if got.shape != expected.shape:
         return _Mismatch(f"shape mismatch: expected {tuple(expected.shape)}, got {tuple(got.shape)}")
     got = got.detach().cpu()
-    agrees = got.to(expected.dtype) == expected  # max pooling copies input values, so equality is exact
+    agrees = got.to(expected.dtype) == expected  # the values are copies of input values: equality is exact
     if not agrees.all():
         where = tuple(agrees.logical_not().nonzero()[0].tolist())  # the first wrong output, (b, c, h, w)
         return _Mismatch(
@@ -169,8 +190,26 @@ def _judge_tensor(expected: Tensor, got: Any) -> _Mismatch | None:
         )
     if got.dtype != expected.dtype:
         return _Mismatch(
-            f"right values but dtype {got.dtype}; pooling keeps the input dtype {expected.dtype}",
+            f"right values but dtype {got.dtype}; keep the input dtype {expected.dtype}",
             value_is_right=True,
+        )
+    return None
+
+
+def _judge_weights(expected: Tensor, got: Any) -> _Mismatch | None:
+    """A weight matrix must be (out_size, in_size), then equal torch's weights to float tolerance."""
+    if not isinstance(got, (Tensor, np.ndarray)):
+        return _Mismatch(f"expected a tensor of shape {tuple(expected.shape)}, got a {type(got).__name__}")
+    got = torch.as_tensor(got).detach().cpu()
+    if got.shape != expected.shape:
+        hint = " (rows are output pixels, columns input pixels)" if got.shape == expected.T.shape else ""
+        return _Mismatch(f"shape mismatch: expected {tuple(expected.shape)}, got {tuple(got.shape)}{hint}")
+    agrees = torch.isclose(got.to(expected.dtype), expected, rtol=0.0, atol=1e-5)
+    if not agrees.all():
+        row, col = agrees.logical_not().nonzero()[0].tolist()  # the first wrong weight
+        return _Mismatch(
+            f"values differ: W[{row}, {col}] (output pixel {row}, input pixel {col}) should be "
+            f"{expected[row, col].item():.4g}, got {got[row, col].item():.4g}"
         )
     return None
 
@@ -211,6 +250,16 @@ def _torch_transposed_output_size(i: int, k: int, s: int, p: int, output_padding
 
 def _torch_max_pool2d(x: Tensor, k: int, s: int) -> Tensor:
     return F.max_pool2d(x, k, s)  # (B, C, H_out, W_out)
+
+
+def _torch_linear_weights(in_size: int, out_size: int, align_corners: bool) -> Tensor:
+    one_hots = torch.eye(in_size, dtype=torch.float64).unsqueeze(1)  # (in_size, 1, in_size): one input pixel lit each
+    resized = F.interpolate(one_hots, size=out_size, mode="linear", align_corners=align_corners)  # (in, 1, out)
+    return resized[:, 0, :].T  # (out_size, in_size): W[o, j] = output o of the image where only pixel j is 1
+
+
+def _torch_pixel_shuffle(x: Tensor, r: int) -> Tensor:
+    return F.pixel_shuffle(x, r)  # (B, C, H·r, W·r)
 
 
 def _brute_force_receptive_field(layers: list[tuple[int, int]]) -> int:
@@ -323,4 +372,48 @@ def _receptive_field_cases(count: int = 200, seed: int = 0) -> list[Case]:
     while len(cases) < count:
         depth = rng.randint(1, 6)
         cases.append(dict(layers=[(rng.randint(1, 7), rng.randint(1, 3)) for _ in range(depth)]))
+    return cases
+
+
+def _bilinear_cases(count: int = 200, seed: int = 0) -> list[Case]:
+    corners = [
+        dict(in_size=4, out_size=8, align_corners=False),  # ×2: half-pixel centres, clamped at the edges
+        dict(in_size=4, out_size=8, align_corners=True),  # ×2 with the corner pixels pinned
+        dict(in_size=3, out_size=7, align_corners=False),  # a ratio that is not an integer
+        dict(in_size=3, out_size=7, align_corners=True),
+        dict(in_size=8, out_size=3, align_corners=False),  # shrinking (no antialiasing: 2 taps per output)
+        dict(in_size=8, out_size=3, align_corners=True),
+        dict(in_size=5, out_size=5, align_corners=False),  # the same size: the identity
+        dict(in_size=1, out_size=4, align_corners=False),  # one input pixel: copied everywhere
+        dict(in_size=1, out_size=4, align_corners=True),
+        dict(in_size=6, out_size=1, align_corners=False),  # one output pixel: the centre of the input
+        dict(in_size=6, out_size=1, align_corners=True),  # one output pixel, corners pinned: input pixel 0
+    ]
+    rng = random.Random(seed)
+    cases = list(corners)
+    while len(cases) < count:
+        cases.append(dict(in_size=rng.randint(1, 16), out_size=rng.randint(1, 32), align_corners=rng.random() < 0.5))
+    return cases
+
+
+def _pixel_shuffle_cases(count: int = 60, seed: int = 0) -> list[Case]:
+    generator = torch.Generator().manual_seed(seed)
+
+    def numbered(*shape: int) -> Tensor:  # distinct values, so any misplaced value is seen
+        return torch.randperm(math.prod(shape), generator=generator).float().reshape(shape)
+
+    corners = [
+        dict(x=torch.arange(16.0).reshape(1, 4, 2, 2), r=2),  # one output channel: the plain case
+        dict(x=numbered(1, 12, 2, 2), r=2),  # three output channels: which input channels go together
+        dict(x=numbered(1, 9, 3, 3), r=3),  # r = 3
+        dict(x=numbered(1, 8, 2, 3), r=2),  # not square
+        dict(x=numbered(2, 8, 3, 2), r=2),  # images of a batch are shuffled separately
+        dict(x=numbered(1, 3, 4, 4), r=1),  # r = 1 changes nothing
+    ]
+    rng = random.Random(seed)
+    cases = list(corners)
+    while len(cases) < count:
+        r = rng.randint(1, 4)
+        shape = (rng.randint(1, 2), rng.randint(1, 3) * r * r, rng.randint(1, 5), rng.randint(1, 5))
+        cases.append(dict(x=numbered(*shape), r=r))
     return cases

@@ -1,4 +1,4 @@
-"""Tests for minigen.widgets: the explorer follows its controls and explains invalid configurations."""
+"""Tests for minigen.widgets: the explorers follow their controls and explain invalid configurations."""
 
 import matplotlib
 
@@ -6,9 +6,11 @@ matplotlib.use("Agg")
 
 import ipywidgets
 import pytest
+import torch
+import torch.nn.functional as F
 
 from minigen import arith
-from minigen.widgets import ConvExplorer, conv_explorer
+from minigen.widgets import ConvExplorer, InterpolationExplorer, conv_explorer, interpolation_explorer
 
 PNG_SIGNATURE = b"\x89PNG"
 
@@ -112,3 +114,70 @@ def test_set_rejects_bad_values_before_moving_anything():
     explorer.set(k=7)
     with pytest.raises(ValueError, match="cannot choose a step: invalid configuration"):
         explorer.set(step=0)
+
+
+# --- chapter 2: the interpolation explorer
+
+
+def test_interpolation_explorer_starts_with_sizes_and_coordinates():
+    explorer = interpolation_explorer()
+    assert isinstance(explorer.widget, ipywidgets.Widget)
+    assert explorer.message.startswith("bilinear: 32×32 → 64×64 pixels")
+    # half-pixel centres: x_in = (x_out + ½)·32/64 − ½
+    assert "output pixel 0 samples x_in = -0.25, output pixel 63 samples x_in = 31.25" in explorer.message
+    assert bytes(explorer.image.value).startswith(PNG_SIGNATURE)
+    assert "application/vnd.jupyter.widget-view+json" in explorer._repr_mimebundle_()
+
+
+def test_interpolation_explorer_follows_its_controls():
+    image = torch.rand(1, 10, 10, generator=torch.Generator().manual_seed(0))
+    explorer = InterpolationExplorer(image)
+    explorer.align_box.value = True  # as a reader ticking the box
+    assert "x_in = x_out·(in − 1)/(out − 1); output pixel 0 samples x_in = 0, output pixel 19 samples x_in = 9" \
+        in explorer.message
+    explorer.set(mode="bicubic", scale=0.5, antialias=True)
+    assert explorer.message.startswith("bicubic: 10×10 → 5×5 pixels")
+    resized = explorer.figure.axes[1].get_images()[0].get_array()
+    expected = F.interpolate(image[None], size=(5, 5), mode="bicubic", align_corners=True, antialias=True)[0, 0]
+    assert torch.allclose(torch.as_tensor(resized.data).float(), expected.clamp(0, 1), atol=1e-5)
+
+    explorer.mode_dropdown.value = "nearest"
+    assert explorer.align_box.disabled and explorer.antialias_box.disabled
+    assert "output pixel 4 copies input pixel 8" in explorer.message  # ⌊4·10/5⌋ = 8
+    assert explorer.values == {"mode": "nearest", "scale": 0.5, "align_corners": True, "antialias": True,
+                               "output_pixel": 1}
+
+
+def test_interpolation_explorer_plots_the_chosen_output_pixel():
+    explorer = InterpolationExplorer(scale=1.5, mode="bicubic")
+    explorer.set(output_pixel=20)
+    assert explorer.figure.axes[2].get_title().startswith("weights of output pixel 20")
+    explorer.set(scale=0.25)  # 8 output pixels: the slider is pulled back to the last one
+    assert explorer.pixel_slider.max == 7 and explorer.values["output_pixel"] == 7
+    with pytest.raises(ValueError, match="output_pixel 8 is out of range: this resize has 8 output pixels per row"):
+        explorer.set(output_pixel=8)
+
+
+def test_interpolation_explorer_explains_a_scale_too_small_for_the_image():
+    explorer = InterpolationExplorer(torch.zeros(3, 2, 2))
+    explorer.scale_slider.value = 0.25
+    assert explorer.message.startswith("invalid configuration: scale 0.25 shrinks 2 pixels to 0")
+    assert explorer.image.layout.display == "none"
+    explorer.scale_slider.value = 1.0
+    assert explorer.image.layout.display is None
+
+
+def test_interpolation_explorer_rejects_bad_values_before_moving_anything():
+    explorer = InterpolationExplorer()
+    before = explorer.values
+    with pytest.raises(ValueError, match=r"mode must be one of \['nearest', 'bilinear', 'bicubic'\]"):
+        explorer.set(scale=3.0, mode="area")
+    with pytest.raises(ValueError, match=r"scale must be a number in 0.25..4.0, got 8"):
+        explorer.set(scale=8)
+    with pytest.raises(TypeError, match="align_corners must be True or False"):
+        explorer.set(align_corners=1)
+    with pytest.raises(TypeError, match=r"unknown control\(s\) \['size'\]"):
+        explorer.set(size=3)
+    with pytest.raises(ValueError, match=r"image must be a \(C, H, W\) tensor with C = 1 or 3, got shape \(5, 5\)"):
+        InterpolationExplorer(torch.zeros(5, 5))
+    assert explorer.values == before
