@@ -22,6 +22,15 @@ PaddingMode = Literal["valid", "same", "full"]
 PADDING_MODES: tuple[str, ...] = ("valid", "same", "full")
 
 
+def per_axis(name: str, value: object) -> tuple:
+    """(height, width) from one value for both axes or a pair: how 2-D layers take 1-D settings."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be one value or a pair (height, width), got {value!r}")
+        return value[0], value[1]
+    return value, value
+
+
 def _require_int(name: str, value: object, minimum: int) -> int:
     """Return `value` as an int, or explain why it is not a valid `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -70,13 +70,6 @@ class _Geometry:
         ]
 
 
-def _pair(name: str, value: Size) -> tuple[int, int]:
-    """An int means the same value for height and width; a pair is (height, width)."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a (height, width) pair, got {value!r}")
-        return value[0], value[1]
-    return value, value
 
 
 def _direct_axis(i: int, k: int, s: int, p: int, d: int) -> _Axis:
@@ -101,7 +94,7 @@ def _transposed_axis(i: int, k: int, s: int, p: int, d: int, a: int) -> _Axis:
 
 def _per_axis(i: Size, k: Size, s: Size, p: Size, d: Size, a: Size) -> list[tuple[int, ...]]:
     """The configuration split into (i, k, s, p, d, a) for the height axis, then the width axis."""
-    pairs = [_pair(name, value) for name, value in
+    pairs = [arith.per_axis(name, value) for name, value in
              (("i", i), ("k", k), ("s", s), ("p", p), ("d", d), ("output_padding", a))]
     return [tuple(pair[axis] for pair in pairs) for axis in (0, 1)]
 
@@ -202,7 +195,7 @@ def _config_text(i: Size, k: Size, s: Size, p: Size, d: Size, transposed: bool, 
     names = [("i", i), ("k", k), ("s", s), ("p", p), ("d", d)]
     if transposed:
         names.append(("a", output_padding))
-    settings = ", ".join(f"{name}={_describe(_pair(name, value))}" for name, value in names)
+    settings = ", ".join(f"{name}={_describe(arith.per_axis(name, value))}" for name, value in names)
     return f"{'transposed convolution' if transposed else 'convolution'}: {settings}"
 
 

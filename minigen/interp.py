@@ -19,6 +19,8 @@ import torch
 from einops import einsum
 from torch import Tensor
 
+from minigen.arith import per_axis
+
 MODES = ("nearest", "nearest-exact", "bilinear", "bicubic")
 _MODE_ALIASES = {"linear": "bilinear", "cubic": "bicubic"}  # 1-D names for the same rules
 _TAPS = {"bilinear": 2, "bicubic": 4}  # how many input pixels the kernel touches at scale 1
@@ -169,13 +171,6 @@ def resample_matrix(
     return _interpolation_matrix(in_size, source, mode, a)
 
 
-def _pair(name: str, value: object) -> tuple:
-    """(height, width) from one value for both axes or a pair."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be a number or a pair (height, width), got {value!r}")
-        return tuple(value)
-    return value, value
 
 
 def _output_sizes(
@@ -188,11 +183,11 @@ def _output_sizes(
     if (size is None) == (scale_factor is None):
         raise ValueError("give exactly one of size and scale_factor (got both or neither)")
     if size is not None:
-        sizes = _pair("size", size)
+        sizes = per_axis("size", size)
         for name, value in zip(("height", "width"), sizes):
             _check_size(f"size ({name})", value)
         return sizes, (None, None)
-    scales = _pair("scale_factor", scale_factor)
+    scales = per_axis("scale_factor", scale_factor)
     for value in scales:
         _check_scale(value)
     sizes = tuple(math.floor(n * s) for n, s in zip(in_sizes, scales))  # o = floor(i · s)
@@ -252,7 +247,7 @@ def pil_resize(x: Tensor, size: tuple[int, int], mode: str = "bicubic", as_uint8
         raise ValueError(f"PIL has no {mode!r}; use one of {', '.join(_PIL_FILTERS)} (PIL's nearest is nearest-exact)")
     if not isinstance(x, Tensor) or x.dim() != 3:
         raise ValueError(f"x must be one image (C, H, W), got {tuple(x.shape) if isinstance(x, Tensor) else x!r}")
-    height, width = _pair("size", size)
+    height, width = per_axis("size", size)
     _check_size("size (height)", height)
     _check_size("size (width)", width)
     resample = getattr(Image.Resampling, _PIL_FILTERS[mode])

@@ -18,6 +18,7 @@ from minigen.arith import (
     PaddingMode,
     conv_output_size,
     effective_kernel,
+    per_axis,
     pool_output_size,
     same_padding,
 )
@@ -25,13 +26,6 @@ from minigen.arith import (
 IntPair = int | tuple[int, int]
 
 
-def _pair(name: str, value: IntPair) -> tuple[int, int]:
-    """(height, width) from an int (both axes) or a pair; the arith functions check the ints."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
-        return value[0], value[1]
-    return value, value
 
 
 def _require_images(x: torch.Tensor) -> None:
@@ -73,7 +67,7 @@ def _conv_padding(
     dilation: tuple[int, int],
 ) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
     """Output size (oH, oW) and the zero padding (left, right, top, bottom), in F.pad's order."""
-    axis_padding = (padding, padding) if isinstance(padding, str) else _pair("padding", padding)
+    axis_padding = (padding, padding) if isinstance(padding, str) else per_axis("padding", padding)
     before_after = []
     out_size = []
     for size, k, s, p, d in zip(x.shape[-2:], kernel, stride, axis_padding, dilation):
@@ -94,7 +88,7 @@ def sliding_windows(x: torch.Tensor, kernel: IntPair, stride: IntPair = 1, dilat
     Window (h, w) holds x[..., s*h + d*i, s*w + d*j] for i < kH, j < kW. No padding: pad first.
     """
     _require_images(x)
-    (kh, kw), (sh, sw), (dh, dw) = _pair("kernel", kernel), _pair("stride", stride), _pair("dilation", dilation)
+    (kh, kw), (sh, sw), (dh, dw) = per_axis("kernel", kernel), per_axis("stride", stride), per_axis("dilation", dilation)
     conv_output_size(x.shape[2], kh, sh, 0, dh)  # validates the height axis
     conv_output_size(x.shape[3], kw, sw, 0, dw)  # and the width axis
     rows = x.unfold(2, effective_kernel(kh, dh), sh)  # (B, C, oH, W, kH_eff)
@@ -117,7 +111,7 @@ def conv2d_loops(
     """
     _require_conv_inputs(x, weight, bias, groups=1)
     kh, kw = weight.shape[-2:]
-    sh, sw = _pair("stride", stride)
+    sh, sw = per_axis("stride", stride)
     (oh, ow), pads = _conv_padding(x, (kh, kw), (sh, sw), padding, (1, 1))
     x = F.pad(x, pads)  # zeros around: (B, C, H + pT + pB, W + pL + pR)
     batch, out_channels = x.shape[0], weight.shape[0]
@@ -150,7 +144,7 @@ def conv2d(
     stride 1 only). Groups split the channels into independent convolutions.
     """
     _require_conv_inputs(x, weight, bias, groups)
-    kernel, stride, dilation = tuple(weight.shape[-2:]), _pair("stride", stride), _pair("dilation", dilation)
+    kernel, stride, dilation = tuple(weight.shape[-2:]), per_axis("stride", stride), per_axis("dilation", dilation)
     _, pads = _conv_padding(x, kernel, stride, padding, dilation)
     windows = sliding_windows(F.pad(x, pads), kernel, stride, dilation)  # (B, C, oH, oW, kH, kW)
     windows = rearrange(windows, "b (g c) h w i j -> b g c h w i j", g=groups)
@@ -177,9 +171,9 @@ def _pool_setup(
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int, int, int]]:
     """Kernel, stride and dilation pairs, and the (left, right, top, bottom) padding of a pooling layer."""
     _require_images(x)
-    kernel = _pair("kernel_size", kernel_size)
-    stride = kernel if stride is None else _pair("stride", stride)
-    padding, dilation = _pair("padding", padding), _pair("dilation", dilation)
+    kernel = per_axis("kernel_size", kernel_size)
+    stride = kernel if stride is None else per_axis("stride", stride)
+    padding, dilation = per_axis("padding", padding), per_axis("dilation", dilation)
     before_after = []
     for size, k, s, p, d in zip(x.shape[-2:], kernel, stride, padding, dilation):
         out = pool_output_size(size, k, s, p, d, ceil_mode)  # validates every argument
@@ -224,7 +218,7 @@ def avg_pool2d(
     kernel, stride, _, pads = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode)
     sums = sliding_windows(F.pad(x, pads), kernel, stride).sum(dim=(-2, -1))  # (B, C, oH, oW)
     # The divisor is the same sliding sum over a mask of the cells that count.
-    ph, pw = _pair("padding", padding)
+    ph, pw = per_axis("padding", padding)
     height, width = x.shape[-2:]
     if count_include_pad:
         counted = x.new_ones(1, 1, height + 2 * ph, width + 2 * pw)  # input and padding

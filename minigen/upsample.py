@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from einops import einsum, rearrange, repeat
 from torch import nn
 
-from minigen.arith import transposed_output_size
+from minigen.arith import per_axis, transposed_output_size
 from minigen.data import ShapesWorld
 from minigen.ops import conv2d
 from minigen.runtime import Precision, choose_precision, seed_everything
@@ -41,13 +41,6 @@ UPSAMPLERS: tuple[str, ...] = (
 # ---------------------------------------------------------------------------------------------
 
 
-def _pair(name: str, value: IntPair) -> tuple[int, int]:
-    """(height, width) from an int (both axes) or a pair; transposed_output_size checks the ints."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
-        return value[0], value[1]
-    return value, value
 
 
 def _transposed_setup(
@@ -82,7 +75,7 @@ def _transposed_setup(
     if bias is not None and tuple(bias.shape) != (out_channels,):
         raise ValueError(f"bias must have shape ({out_channels},), one per output channel, got {tuple(bias.shape)}")
     named = {"stride": stride, "padding": padding, "output_padding": output_padding, "dilation": dilation}
-    s, p, a, d = (_pair(name, value) for name, value in named.items())
+    s, p, a, d = (per_axis(name, value) for name, value in named.items())
     out_size = tuple(
         transposed_output_size(i, k, s_, p_, d_, a_)  # validates every argument
         for i, k, s_, p_, d_, a_ in zip(x.shape[-2:], weight.shape[-2:], s, p, d, a)
@@ -92,7 +85,7 @@ def _transposed_setup(
 
 def insert_zeros(x: torch.Tensor, stride: IntPair) -> torch.Tensor:
     """Put s - 1 zeros between neighbouring pixels: (B, C, H, W) -> (B, C, (H-1)sH + 1, (W-1)sW + 1)."""
-    sh, sw = _pair("stride", stride)
+    sh, sw = per_axis("stride", stride)
     if min(sh, sw) < 1:
         raise ValueError(f"stride must be >= 1, got {stride!r}")
     batch, channels, height, width = x.shape

@@ -314,3 +314,13 @@ def test_out_of_range_values_raise_value_error(call, match):
 def test_receptive_field_rejects_non_layers():
     with pytest.raises(TypeError, match="expects Layer objects"):
         receptive_field([(3, 1, 0)])
+
+
+def test_per_axis_repeats_one_value_and_passes_a_pair():
+    from minigen.arith import per_axis
+
+    assert per_axis("stride", 2) == (2, 2)
+    assert per_axis("stride", (1, 3)) == (1, 3)
+    assert per_axis("stride", [4, 5]) == (4, 5)
+    with pytest.raises(ValueError, match=r"stride must be one value or a pair \(height, width\), got \(1, 2, 3\)"):
+        per_axis("stride", (1, 2, 3))

@@ -210,7 +210,7 @@ x4 = torch.zeros(1, 4, 6, 6)
         (lambda: conv2d(x4, torch.zeros(2, 4, 3, 3), stride=2, padding="same"), ValueError, "stride 1"),
         (lambda: conv2d(x4, torch.zeros(2, 4, 3, 3), padding="half"), ValueError, "is not an int or one of"),
         (lambda: conv2d(x4, torch.zeros(2, 4, 7, 3)), ValueError, "^kernel 7 is larger than padded input 6"),
-        (lambda: conv2d(x4, torch.zeros(2, 4, 3, 3), stride=(1, 2, 3)), ValueError, r"an int or a pair \(height"),
+        (lambda: conv2d(x4, torch.zeros(2, 4, 3, 3), stride=(1, 2, 3)), ValueError, r"one value or a pair \(height"),
         (lambda: conv2d(x4, torch.zeros(2, 4, 3, 3), groups=0), ValueError, "groups must be an int >= 1"),
         (lambda: conv2d_loops(x4, torch.zeros(2, 4, 3, 3), stride=0), ValueError, "stride s must be >= 1"),
         (lambda: max_pool2d(x4, 3, padding=2), ValueError, "torch requires p <= k // 2"),
