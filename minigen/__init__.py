@@ -3,11 +3,14 @@
 Each module implements one concept and names the paper it follows; the book displays the code
 with `minigen.show` and runs it. The public API is re-exported here.
 """
-from . import alias, arith, data, exercises, figures, interp, interp_figures, ops, oracle, upsample, widgets
+from . import (ae, alias, arith, blocks, data, exercises, figures, interp, interp_figures, ops, oracle, upsample, vae,
+               widgets)
+from .ae import Autoencoder, linear_probe, train_autoencoder
 from .alias import aliasing_report, blur_subsample, energy_above, power_spectrum, zone_plate
 from .arith import (Layer, ReceptiveField, conv_output_size, effective_kernel, full_padding,
                     inputs_with_same_output, pool_output_size, receptive_field, same_padding, transposed_a,
                     transposed_output_size)
+from .blocks import ConvDecoder, ConvEncoder, layer_shapes
 from .data import (COLOURS, SHAPES, SIZES, SPLITS, SceneObject, Scenes, ShapesWorld, caption, grace_hopper,
                    load_torchvision, render)
 from .figures import (conv_animation, conv_frame, conv_frames_figure, fan_in, output_shape, output_size_formula,
@@ -22,6 +25,7 @@ from .show import show
 from .train import EMA, History, NonFiniteLossError, load_checkpoint, save_checkpoint, train
 from .upsample import (UPSAMPLERS, checkerboard_score, conv_transpose2d, conv_transpose2d_scatter,
                        make_upsampler, pixel_shuffle, pixel_unshuffle, psnr, train_upsampler)
+from .vae import VAE, elbo, gaussian_kl, reparameterize, train_vae
 from .viz import image_grid, plot_history, to_numpy_image
 from .widgets import ConvExplorer, InterpolationExplorer, conv_explorer, interpolation_explorer
 

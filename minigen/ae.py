@@ -27,7 +27,7 @@ from minigen.upsample import psnr
 class Autoencoder(nn.Module):
     """ConvEncoder -> a latent code of `latent_dim` numbers -> ConvDecoder -> logits; sigmoid(logits) is the image."""
 
-    def __init__(self, latent_dim: int, widths: Sequence[int] = (32, 64, 128), in_channels: int = 3,
+    def __init__(self, latent_dim: int, widths: Sequence[int] = (16, 32, 64), in_channels: int = 3,
                  upsampler: str = "resize-conv nearest", image_size: int = 32):
         super().__init__()
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
@@ -76,8 +76,8 @@ def reconstruction_loss(model: nn.Module, images: torch.Tensor, noise_std: float
     return F.mse_loss(torch.sigmoid(logits.float()), images.float())  # target: the clean image
 
 
-def train_autoencoder(world: ShapesWorld, latent_dim: int, steps: int, batch_size: int = 64, lr: float = 2e-3,
-                      noise_std: float = 0.0, widths: Sequence[int] = (32, 64, 128), seed: int = 0,
+def train_autoencoder(world: ShapesWorld, latent_dim: int, steps: int, batch_size: int = 32, lr: float = 2e-3,
+                      noise_std: float = 0.0, widths: Sequence[int] = (16, 32, 64), seed: int = 0,
                       precision: Precision | None = None, progress: bool = True) -> tuple[Autoencoder, History]:
     """Train an Autoencoder on fresh "train" renders every step; noise_std > 0 trains a denoising AE.
 

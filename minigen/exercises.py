@@ -1,10 +1,12 @@
-"""Exercises of chapters 1 and 2, checked automatically.
+"""Exercises of chapters 1 to 4, checked automatically.
 
 The reader writes a function; a checker runs it on deterministic cases (hand-picked corners
 first, then seeded random ones) and compares every answer with what torch itself does: the
 real output shape of ``F.conv2d`` and ``F.conv_transpose2d``, the values of ``F.max_pool2d``,
 the gradient footprint of a stack of convolutions, the weights ``F.interpolate`` gives each
-input pixel, the values of ``F.pixel_shuffle``. So a checker never trusts the code it
+input pixel, the values of ``F.pixel_shuffle``, the mean squared error of ``F.mse_loss``, the KL
+divergence of ``torch.distributions`` and the affine transform (with its gradient) of
+``torch.distributions.transforms.AffineTransform``. So a checker never trusts the code it
 teaches, and its source gives no formula away. Whatever the reader's code does (a wrong
 answer, an exception), a checker does not raise: it returns a :class:`CheckResult` that shows
 the first counterexample.
@@ -12,7 +14,8 @@ the first counterexample.
 References: V. Dumoulin and F. Visin, "A guide to convolution arithmetic for deep learning",
 arXiv:1603.07285 (2016); A. Araujo, W. Norris and J. Sim, "Computing receptive fields of
 convolutional neural networks", Distill (2019); W. Shi et al., "Real-time single image and video
-super-resolution using an efficient sub-pixel convolutional neural network", CVPR (2016).
+super-resolution using an efficient sub-pixel convolutional neural network", CVPR (2016);
+D. P. Kingma and M. Welling, "Auto-Encoding Variational Bayes", ICLR (2014).
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.distributions import Normal, kl_divergence
+from torch.distributions.transforms import AffineTransform
 
 Case = dict[str, Any]
 
@@ -101,6 +106,52 @@ def check_pixel_shuffle(fn: Callable[[Tensor, int], Tensor]) -> CheckResult:
     Answers are compared with ``F.pixel_shuffle``: first the shape, then every value.
     """
     return _run("pixel_shuffle", fn, _pixel_shuffle_cases(), _torch_pixel_shuffle, _judge_tensor)
+
+
+def check_psnr(fn: Callable[[Tensor, Tensor], Tensor]) -> CheckResult:
+    """Check ``fn(prediction, target) -> Tensor``: the PSNR of each image in dB, for intensities in [0, 1].
+
+    prediction and target are (N, C, H, W); the answer is (N,), one value per image. Answers are
+    compared with 10 log10(1 / MSE) where the MSE comes from ``F.mse_loss`` over each image.
+    """
+    return _run("psnr", fn, _psnr_cases(), _torch_psnr, _judge_close)
+
+
+def check_gaussian_kl(fn: Callable[[Tensor, Tensor], Tensor]) -> CheckResult:
+    """Check ``fn(mu, logvar) -> Tensor``: KL(N(mu, diag exp(logvar)) || N(0, I)) in nats, one value per row.
+
+    mu and logvar are (B, L); the answer is (B,). Answers are compared with
+    ``torch.distributions.kl_divergence`` between two ``Normal`` distributions, summed over the L axis.
+    """
+    return _run("gaussian_kl", fn, _kl_cases(), _torch_gaussian_kl, _judge_close)
+
+
+def check_reparameterize(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> CheckResult:
+    """Check ``fn(mu, logvar, eps) -> z``: a sample of N(mu, diag exp(logvar)) made from the noise eps ~ N(0, I).
+
+    The answer must equal ``AffineTransform(loc=mu, scale=sigma)(eps)`` and, what makes it a trick,
+    gradients must flow through it: d(sum z)/d mu and d(sum z)/d logvar are compared with autograd
+    through that transform.
+    """
+    return _run("reparameterize", _with_gradients(fn), _reparameterize_cases(), _torch_reparameterize,
+                _judge_sample_and_gradients)
+
+
+def _with_gradients(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor, Tensor], Any]:
+    """Call the reader's fn on leaf tensors and return (z, dz/dmu, dz/dlogvar), or z alone if no gradient flows."""
+    if not callable(fn):
+        return fn  # _run reports it
+
+    def with_gradients(mu: Tensor, logvar: Tensor, eps: Tensor) -> Any:
+        mu, logvar = mu.clone().requires_grad_(), logvar.clone().requires_grad_()
+        z = fn(mu, logvar, eps)
+        if not isinstance(z, Tensor) or not z.requires_grad or z.shape != mu.shape:
+            return z  # the judge explains what is wrong with it
+        grad_mu, grad_logvar = torch.autograd.grad(z.sum(), (mu, logvar), allow_unused=True)
+        return z.detach(), grad_mu, grad_logvar
+
+    with_gradients.__name__ = getattr(fn, "__name__", "reparameterize")
+    return with_gradients
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,6 +265,45 @@ def _judge_weights(expected: Tensor, got: Any) -> _Mismatch | None:
     return None
 
 
+def _judge_close(expected: Tensor, got: Any) -> _Mismatch | None:
+    """A computed value (not a copy) must have the right shape and agree to float64 rounding."""
+    if not isinstance(got, Tensor):
+        return _Mismatch(f"expected a tensor of shape {tuple(expected.shape)}, got a {type(got).__name__}")
+    if got.shape != expected.shape:
+        hint = " (one value per image or row: reduce over every other axis)" if got.dim() != expected.dim() else ""
+        return _Mismatch(f"shape mismatch: expected {tuple(expected.shape)}, got {tuple(got.shape)}{hint}")
+    got = got.detach().cpu().to(expected.dtype)
+    agrees = torch.isclose(got, expected, rtol=1e-6, atol=1e-8, equal_nan=True)
+    if not agrees.all():
+        where = tuple(agrees.logical_not().nonzero()[0].tolist())
+        index = ", ".join(map(str, where))
+        return _Mismatch(f"values differ: out[{index}] should be {expected[where].item():.6g}, "
+                         f"got {got[where].item():.6g}")
+    return None
+
+
+def _judge_sample_and_gradients(expected: tuple[Tensor, Tensor, Tensor], got: Any) -> _Mismatch | None:
+    """z must equal the reference sample; then its gradients w.r.t. mu and logvar must equal the reference ones."""
+    z_expected, grad_mu_expected, grad_logvar_expected = expected
+    if not isinstance(got, tuple):  # the reader's z came back alone: wrong type, shape, or no gradient
+        if isinstance(got, Tensor) and got.shape == z_expected.shape and not got.requires_grad:
+            return _Mismatch("z carries no gradient: build it from mu and logvar with differentiable torch "
+                             "operations (no .detach(), torch.no_grad() or torch.normal(mu, sigma))")
+        return _judge_close(z_expected, got)
+    z, grad_mu, grad_logvar = got
+    mismatch = _judge_close(z_expected, z)
+    if mismatch is not None:
+        return mismatch
+    for name, expected_grad, got_grad in (("mu", grad_mu_expected, grad_mu),
+                                          ("logvar", grad_logvar_expected, grad_logvar)):
+        if got_grad is None:
+            return _Mismatch(f"z does not depend on {name} in the autograd graph")
+        mismatch = _judge_close(expected_grad, got_grad)
+        if mismatch is not None:
+            return _Mismatch(f"the right z, but d(sum z)/d {name} is wrong: {mismatch.text}")
+    return None
+
+
 def _equal(got: Any, expected: Any) -> bool:
     """``got == expected`` for any object the reader returns (a comparison that fails means unequal)."""
     try:
@@ -261,6 +351,23 @@ def _torch_linear_weights(in_size: int, out_size: int, align_corners: bool) -> T
 def _torch_pixel_shuffle(x: Tensor, r: int) -> Tensor:
     return F.pixel_shuffle(x, r)  # (B, C, H·r, W·r)
 
+
+def _torch_psnr(prediction: Tensor, target: Tensor) -> Tensor:
+    mse = F.mse_loss(prediction, target, reduction="none").flatten(1).mean(dim=1)  # (N,)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def _torch_gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    posterior = Normal(mu, torch.exp(0.5 * logvar))
+    prior = Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    return kl_divergence(posterior, prior).sum(dim=-1)  # (B,)
+
+
+def _torch_reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    mu, logvar = mu.clone().requires_grad_(), logvar.clone().requires_grad_()
+    z = AffineTransform(loc=mu, scale=torch.exp(0.5 * logvar))(eps)
+    grad_mu, grad_logvar = torch.autograd.grad(z.sum(), (mu, logvar))
+    return z.detach(), grad_mu, grad_logvar
 
 def _brute_force_receptive_field(layers: list[tuple[int, int]]) -> int:
     """The span of input pixels that output 0 depends on, read off its gradient through real convolutions.
@@ -416,4 +523,68 @@ def _pixel_shuffle_cases(count: int = 60, seed: int = 0) -> list[Case]:
         r = rng.randint(1, 4)
         shape = (rng.randint(1, 2), rng.randint(1, 3) * r * r, rng.randint(1, 5), rng.randint(1, 5))
         cases.append(dict(x=numbered(*shape), r=r))
+    return cases
+
+
+def _psnr_cases(count: int = 40, seed: int = 0) -> list[Case]:
+    generator = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> Tensor:
+        return torch.rand(shape, generator=generator, dtype=torch.float64)
+
+    target = rand(2, 3, 4, 4)
+    corners = [
+        dict(prediction=torch.full((1, 1, 2, 2), 0.5, dtype=torch.float64),
+             target=torch.zeros(1, 1, 2, 2, dtype=torch.float64)),  # MSE 0.25: 6.02 dB
+        dict(prediction=target + 0.1, target=target),  # the same error everywhere: 20 dB for every image
+        dict(prediction=rand(3, 1, 5, 7), target=rand(3, 1, 5, 7)),  # one channel, not square
+        dict(prediction=torch.cat([target[:1] + 0.01, target[1:] + 0.3]), target=target),  # one PSNR per image
+    ]
+    cases = list(corners)
+    rng = random.Random(seed)
+    while len(cases) < count:
+        shape = (rng.randint(1, 4), rng.randint(1, 3), rng.randint(1, 8), rng.randint(1, 8))
+        cases.append(dict(prediction=rand(*shape), target=rand(*shape)))
+    return cases
+
+
+def _kl_cases(count: int = 40, seed: int = 0) -> list[Case]:
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+    zeros = torch.zeros(2, 3, dtype=torch.float64)
+    corners = [
+        dict(mu=zeros, logvar=zeros),  # the posterior is the prior: KL = 0
+        dict(mu=zeros + 1.0, logvar=zeros),  # only the means differ: 1/2 per dim
+        dict(mu=zeros, logvar=zeros - 2.0),  # only the variances differ: logvar, not log sigma
+        dict(mu=randn(4, 1), logvar=randn(4, 1)),  # one latent dim
+        dict(mu=randn(1, 16), logvar=randn(1, 16)),  # sum over L, one row
+    ]
+    cases = list(corners)
+    rng = random.Random(seed)
+    while len(cases) < count:
+        shape = (rng.randint(1, 5), rng.randint(1, 20))
+        cases.append(dict(mu=2 * randn(*shape), logvar=randn(*shape)))
+    return cases
+
+
+def _reparameterize_cases(count: int = 30, seed: int = 0) -> list[Case]:
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+    zeros = torch.zeros(2, 3, dtype=torch.float64)
+    corners = [
+        dict(mu=zeros, logvar=zeros, eps=randn(2, 3)),  # the standard normal: z = eps
+        dict(mu=zeros + 3.0, logvar=zeros, eps=randn(2, 3)),  # a shift
+        dict(mu=zeros, logvar=zeros + math.log(4.0), eps=randn(2, 3)),  # variance 4: sigma = 2, not 4
+    ]
+    cases = list(corners)
+    rng = random.Random(seed)
+    while len(cases) < count:
+        shape = (rng.randint(1, 4), rng.randint(1, 10))
+        cases.append(dict(mu=randn(*shape), logvar=randn(*shape), eps=randn(*shape)))
     return cases

@@ -174,3 +174,70 @@ def load_oracle(world: ShapesWorld, steps: int, width: int = 32, path: str | Pat
     oracle, history = train_oracle(world, steps, width=width, precision=precision, progress=progress)
     save_checkpoint(path, oracle, step=steps, history=history)
     return oracle
+
+
+# ---------------------------------------------------------------------------------------------
+# Judging generated images: does the oracle read a valid scene, and which attributes does it see?
+
+
+@torch.no_grad()
+def parse(oracle: Oracle, images: torch.Tensor, threshold: float = 0.9,
+          batch_size: int = 1024) -> dict[str, torch.Tensor]:
+    """Read images cell by cell and say which images are valid scenes: a dict of tensors on the CPU.
+
+    "shape", "colour", "size": (N, G*G) labels as in `Oracle.read` (-1 for colour and size of empty cells);
+    "confident": (N,) bool, every cell's shape-or-empty probability >= threshold, and for each occupied
+    cell the colour and size probabilities too; "count": (N,) objects read; "valid": (N,) bool,
+    confident and min_objects <= count <= max_objects of the oracle's world.
+    A blurry blob, two shapes melted together or a colour between two palette colours make the
+    oracle unsure, so they fail "confident" even when its argmax names something.
+    """
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be a probability in (0, 1), got {threshold!r}")
+    world, n_shapes = oracle.world, len(oracle.world.shapes)
+    device = next(oracle.parameters()).device
+    was_training = oracle.training
+    oracle.eval()
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        probs = {name: logits.float().softmax(-1)
+                 for name, logits in oracle(images[start:start + batch_size].to(device)).items()}  # (B, G*G, K)
+        best = {name: p.max(-1) for name, p in probs.items()}                 # values, indices: (B, G*G)
+        occupied = best["shape"].indices != n_shapes                          # (B, G*G)
+        sure = best["shape"].values >= threshold
+        for name in ("colour", "size"):
+            sure &= ~occupied | (best[name].values >= threshold)               # attributes count where occupied
+        chunks.append({
+            "shape": best["shape"].indices,
+            "colour": best["colour"].indices.masked_fill(~occupied, -1),
+            "size": best["size"].indices.masked_fill(~occupied, -1),
+            "confident": sure.all(-1),
+            "count": occupied.sum(-1),
+        })
+    oracle.train(was_training)
+    result = {name: torch.cat([chunk[name] for chunk in chunks]).cpu() for name in chunks[0]}
+    result["valid"] = result["confident"] & (result["count"] >= world.min_objects) & (
+        result["count"] <= world.max_objects)
+    return result
+
+
+def attribute_frequencies(cells: dict[str, torch.Tensor], world: ShapesWorld) -> dict[str, torch.Tensor]:
+    """The share of objects with each shape, colour and size: {"shape": (S,), "colour": (C,), "size": (Z,)}.
+
+    cells: per-cell labels (N, G*G) as from `parse`, `Oracle.read` or `Scenes.cell_targets` (the data's
+    own, for comparison); empty cells are skipped. Each vector sums to 1 (all zeros if there is no object).
+    """
+    occupied = cells["shape"] != len(world.shapes)                              # (N, G*G)
+    classes = {"shape": len(world.shapes), "colour": len(world.colours), "size": len(world.sizes)}
+    frequencies = {}
+    for name, n in classes.items():
+        counts = torch.bincount(cells[name][occupied].flatten(), minlength=n).double()
+        frequencies[name] = counts / counts.sum().clamp(min=1)
+    return frequencies
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Total variation distance 1/2 sum |p - q| between two distributions over the same classes, in [0, 1]."""
+    if p.shape != q.shape or p.dim() != 1:
+        raise ValueError(f"p and q must be vectors of one length, got shapes {tuple(p.shape)} and {tuple(q.shape)}")
+    return 0.5 * (p.double() - q.double()).abs().sum().item()

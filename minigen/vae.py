@@ -99,7 +99,7 @@ class VAE(nn.Module):
     The decoder returns logits; sigmoid(logits) is the mean image for both likelihoods of `elbo`.
     """
 
-    def __init__(self, latent_dim: int, widths: tuple[int, ...] = (32, 64, 128), in_channels: int = 3,
+    def __init__(self, latent_dim: int, widths: tuple[int, ...] = (16, 32, 64), in_channels: int = 3,
                  upsampler: str = "resize-conv nearest", image_size: int = 32):
         super().__init__()
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
@@ -196,33 +196,66 @@ def negative_elbo_nats(model: nn.Module, images: torch.Tensor, likelihood: str =
     return {name: total / len(images) for name, total in totals.items()}
 
 
-def train_vae(world: ShapesWorld, latent_dim: int, steps: int, beta: float = 1.0, batch_size: int = 64,
-              lr: float = 1e-3, precision: Precision | None = None, progress: bool = True,
-              widths: tuple[int, ...] = (32, 64, 128), likelihood: str = "bernoulli",
-              seed: int = 0) -> tuple[VAE, History]:
-    """Train a VAE on fresh "train" scenes every step by maximising the (beta-weighted) ELBO.
+def train_vae(data: ShapesWorld | torch.Tensor, latent_dim: int, steps: int, beta: float = 1.0,
+              batch_size: int = 32, lr: float = 2e-3, precision: Precision | None = None, progress: bool = True,
+              widths: tuple[int, ...] = (16, 32, 64), likelihood: str = "bernoulli", binarize: bool = False,
+              kl_warmup: int = 0, seed: int = 0) -> tuple[VAE, History]:
+    """Train a VAE by maximising the (beta-weighted) ELBO; returns the model in eval mode and its History.
 
-    Adam with a cosine learning-rate decay. The loss is the mean over the batch of
-    reconstruction_nll + beta * kl (nats per image); History.metrics logs "reconstruction_nll" and "kl".
-    Returns the model in eval mode.
+    data: a ShapesWorld (fresh "train" scenes every step) or a tensor of images (N, C, S, S) in [0, 1]
+    (e.g. MNIST from `minigen.load_torchvision`), sampled with replacement by a seeded generator.
+    binarize: replace each batch x by a sample of Bernoulli(x) (dynamic binarization, the usual MNIST setup).
+    kl_warmup: the KL weight grows linearly from 0 to beta over this many steps (KL annealing, Bowman et al.
+    2016), so the decoder learns to use the code before the KL term can switch it off.
+    Adam with a cosine learning-rate decay. The loss is the batch mean of reconstruction_nll + beta * kl
+    (nats per image); History.metrics logs "reconstruction_nll" and "kl".
     """
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"unknown likelihood {likelihood!r}; valid ones: {', '.join(LIKELIHOODS)}")
+    if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, int) or kl_warmup < 0:
+        raise ValueError(f"kl_warmup must be an int >= 0 (steps), got {kl_warmup!r}")
+    next_batch, channels, image_size = _batches(data, batch_size, seed)
     precision = precision or choose_precision()
     seed_everything(seed)
-    model = VAE(latent_dim, widths=widths, image_size=world.resolution).to(precision.device)
+    model = VAE(latent_dim, widths=widths, in_channels=channels, image_size=image_size).to(precision.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    binarizer = torch.Generator().manual_seed(seed + 1)
 
     def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        images = world.scenes(range(step * batch_size, (step + 1) * batch_size), split="train").images
-        terms = elbo(model, images.to(precision.device), beta=beta, likelihood=likelihood)  # (B,) each
+        images = next_batch(step)
+        if binarize:
+            images = torch.bernoulli(images, generator=binarizer)
+        weight = beta * min(1.0, (step + 1) / kl_warmup) if kl_warmup else beta
+        terms = elbo(model, images.to(precision.device), beta=weight, likelihood=likelihood)  # (B,) each
         metrics = {"reconstruction_nll": -terms["reconstruction"].mean().item(), "kl": terms["kl"].mean().item()}
         return -terms["objective"].mean(), metrics   # loss = E_x[-log p(x|z) + beta KL]
 
     history = train(model, loss_fn, steps=steps, optimizer=optimizer, scheduler=schedule, precision=precision,
                     progress=progress, desc=f"VAE L={latent_dim} beta={beta:g}")
     return model.eval(), history
+
+
+def _batches(data: ShapesWorld | torch.Tensor, batch_size: int,
+             seed: int) -> tuple[Callable[[int], torch.Tensor], int, int]:
+    """(batch of step -> images (B, C, S, S), C, S) for a world or a tensor of images."""
+    _check_positive("batch_size", batch_size)
+    if isinstance(data, ShapesWorld):
+        def scenes(step: int) -> torch.Tensor:
+            return data.scenes(range(step * batch_size, (step + 1) * batch_size), split="train").images
+        return scenes, 3, data.resolution
+    if not isinstance(data, torch.Tensor):
+        raise TypeError(f"data must be a ShapesWorld or a tensor of images, got {type(data).__name__}")
+    if data.dim() != 4 or data.shape[-1] != data.shape[-2] or len(data) == 0 or not data.is_floating_point():
+        raise ValueError(f"images must be a non-empty float tensor (N, C, S, S) of square images, "
+                         f"got {data.dtype} of shape {tuple(data.shape)}")
+    if data.min() < 0 or data.max() > 1:
+        raise ValueError(f"images must lie in [0, 1], got values from {data.min().item():.3g} to {data.max().item():.3g}")
+    generator = torch.Generator().manual_seed(seed)
+
+    def minibatch(step: int) -> torch.Tensor:
+        return data[torch.randint(len(data), (batch_size,), generator=generator)]
+    return minibatch, data.shape[1], data.shape[-1]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,9 +11,12 @@ from minigen.exercises import (
     CheckResult,
     check_bilinear_weights,
     check_conv_output_size,
+    check_gaussian_kl,
     check_max_pool2d,
     check_pixel_shuffle,
+    check_psnr,
     check_receptive_field,
+    check_reparameterize,
     check_transposed_output_size,
 )
 
@@ -544,3 +547,133 @@ def test_minigen_chapter_2_code_passes_its_own_exercises():
 
     assert check_bilinear_weights(lambda i, o, a: interp.resample_matrix(i, o, "bilinear", align_corners=a)).passed
     assert check_pixel_shuffle(upsample.pixel_shuffle).passed
+
+
+# --- chapters 3 and 4: PSNR, the Gaussian KL, the reparameterization trick
+# Right answers written from the closed forms; the checkers compare with F.mse_loss and torch.distributions.
+
+
+def psnr_closed_form(prediction, target):
+    mse = (prediction - target).square().mean(dim=(1, 2, 3))
+    return -10 * torch.log10(mse)  # 10 log10(1 / MSE)
+
+
+def kl_closed_form(mu, logvar):
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(dim=-1)
+
+
+def reparameterize_closed_form(mu, logvar, eps):
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def test_chapter_3_and_4_right_answers_pass():
+    from minigen import upsample, vae
+    for check, right in [(check_psnr, psnr_closed_form), (check_psnr, upsample.psnr),
+                         (check_gaussian_kl, kl_closed_form), (check_gaussian_kl, vae.gaussian_kl),
+                         (check_reparameterize, reparameterize_closed_form)]:
+        result = check(right)
+        assert result.passed, result
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda p, t: -10 * torch.log10((p - t).square().mean()).expand(len(p)),  # one MSE over the whole batch
+    lambda p, t: -20 * torch.log10((p - t).square().mean(dim=(1, 2, 3))),  # 20 log10 of a squared error
+    lambda p, t: -10 * torch.log10((p - t).abs().mean(dim=(1, 2, 3))),  # mean absolute error
+    lambda p, t: -10 * torch.log10((p - t).square().mean(dim=(1, 2, 3))).mean(),  # one number, not (N,)
+])
+def test_psnr_mistakes_are_caught(wrong):
+    assert_close_caught(check_psnr(wrong), wrong, psnr_closed_form)
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda mu, logvar: 0.5 * (mu.square() + logvar - 1 - logvar.exp()).sum(-1),  # exp on the wrong term
+    lambda mu, logvar: (mu.square() + logvar.exp() - 1 - logvar).sum(-1),  # the 1/2 forgotten
+    lambda mu, logvar: 0.5 * (mu.square() + logvar.exp() - 1 - logvar).mean(-1),  # mean over L, not sum
+    lambda mu, logvar: 0.5 * (mu.square() + logvar.exp() - 1 - logvar),  # not reduced over L
+    lambda mu, logvar: 0.5 * (mu.square() + logvar.exp().square() - 1 - 2 * logvar).sum(-1),  # logvar read as log sigma
+])
+def test_kl_mistakes_are_caught(wrong):
+    assert_close_caught(check_gaussian_kl(wrong), wrong, kl_closed_form)
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda mu, logvar, eps: mu + logvar.exp() * eps,  # the variance used as the standard deviation
+    lambda mu, logvar, eps: mu + logvar * eps,
+    lambda mu, logvar, eps: mu * torch.exp(0.5 * logvar) + eps,
+])
+def test_reparameterize_value_mistakes_are_caught(wrong):
+    result = check_reparameterize(wrong)
+    assert not result.passed and result.attempted
+    mu, logvar, eps = (t.clone().requires_grad_() for t in result.counterexample.values())
+    got, right = wrong(mu, logvar, eps), reparameterize_closed_form(mu, logvar, eps)
+    # at logvar = 0 the first mistake has the right value, so the checker had to catch its gradient
+    wrong_grad, right_grad = (torch.autograd.grad(z.sum(), logvar)[0] for z in (got, right))
+    assert not torch.allclose(got, right) or not torch.allclose(wrong_grad, right_grad)
+
+
+def test_a_sample_without_gradient_is_caught():
+    def detached(mu, logvar, eps):
+        return (mu + torch.exp(0.5 * logvar) * eps).detach()
+
+    result = check_reparameterize(detached)
+    assert not result.passed and "no gradient" in result.message
+
+
+def test_a_sample_that_ignores_eps_gradient_path_is_caught():
+    def sigma_detached(mu, logvar, eps):  # right values, but logvar gets no gradient
+        return mu + torch.exp(0.5 * logvar).detach() * eps
+
+    result = check_reparameterize(sigma_detached)
+    assert not result.passed and "logvar" in result.message
+
+
+def test_a_wrong_gradient_with_right_values_is_caught():
+    class ScaledGrad(torch.autograd.Function):  # the identity whose backward doubles the gradient
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return 2 * grad
+
+    def wrong_grad(mu, logvar, eps):
+        return ScaledGrad.apply(mu) + torch.exp(0.5 * logvar) * eps
+
+    result = check_reparameterize(wrong_grad)
+    assert not result.passed and "d(sum z)/d mu" in result.message
+
+
+@pytest.mark.parametrize("check", [check_psnr, check_gaussian_kl, check_reparameterize])
+def test_chapter_3_and_4_stubs_are_not_attempted_yet(check):
+    def stub(*args):
+        raise NotImplementedError
+
+    result = check(stub)
+    assert not result.attempted and repr(result).startswith("⏳")
+
+
+def test_the_references_agree_with_the_closed_forms():
+    for case in exercises._psnr_cases():
+        assert torch.allclose(exercises._torch_psnr(**case), psnr_closed_form(**case))
+    for case in exercises._kl_cases():
+        assert torch.allclose(exercises._torch_gaussian_kl(**case), kl_closed_form(**case))
+    for case in exercises._reparameterize_cases():
+        z, grad_mu, grad_logvar = exercises._torch_reparameterize(**case)
+        assert torch.allclose(z, reparameterize_closed_form(**case))
+        assert torch.equal(grad_mu, torch.ones_like(grad_mu))  # dz/dmu = 1
+        # dz/dlogvar = 1/2 sigma eps
+        assert torch.allclose(grad_logvar, 0.5 * torch.exp(0.5 * case["logvar"]) * case["eps"])
+
+
+def test_the_first_psnr_corner_is_six_decibels():
+    case = exercises._psnr_cases()[0]
+    assert exercises._torch_psnr(**case).item() == pytest.approx(10 * torch.log10(torch.tensor(4.0)).item())
+
+
+def assert_close_caught(result, wrong, right):
+    """The check failed at a case where the wrong function really differs from the right one."""
+    assert not result.passed and result.attempted, result
+    case = list(result.counterexample.values())
+    got, expected = wrong(*case), right(*case)
+    assert got.shape != expected.shape or not torch.allclose(got, expected)

@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from minigen.data import ShapesWorld
-from minigen.oracle import ATTRIBUTES, Oracle, accuracy, evaluate, load_oracle, oracle_loss, train_oracle
+from minigen.oracle import (ATTRIBUTES, Oracle, accuracy, attribute_frequencies, evaluate, load_oracle, oracle_loss,
+                            parse, total_variation, train_oracle)
 from minigen.runtime import Precision
 
 WORLD = ShapesWorld()
@@ -96,3 +97,81 @@ def test_load_oracle_trains_once_then_loads_the_same_weights(tmp_path, monkeypat
     assert loaded.history.losses == trained.history.losses and len(loaded.history.losses) == 3
     load_oracle(ShapesWorld(seed=1), steps=3, device="cpu", progress=False)   # another world, another file
     assert len(list(tmp_path.glob("oracle-*.pt"))) == 2
+
+
+# --- judging generated images
+
+
+class FixedOracle(Oracle):
+    """Returns the logits it was given, whatever the images."""
+
+    def __init__(self, world, logits):
+        super().__init__(world)
+        self.logits = logits
+
+    def forward(self, images):
+        return {name: value[: len(images)] for name, value in self.logits.items()}
+
+
+def sure_logits(scenes, confidence=20.0):
+    """Logits whose argmax is the truth with probability ~1 (colour and size of empty cells arbitrary)."""
+    targets = scenes.cell_targets()
+    classes = {"shape": len(WORLD.shapes) + 1, "colour": len(WORLD.colours), "size": len(WORLD.sizes)}
+    return {name: confidence * F.one_hot(targets[name].clamp(min=0), n).float() for name, n in classes.items()}
+
+
+def test_parse_reads_confident_logits_as_the_truth():
+    scenes = WORLD.scenes(8)
+    result = parse(FixedOracle(WORLD, sure_logits(scenes)), scenes.images)
+    for name, target in scenes.cell_targets().items():
+        assert torch.equal(result[name], target)
+    assert result["valid"].all() and result["confident"].all()
+    assert torch.equal(result["count"], scenes.count)
+
+
+def test_parse_flags_unsure_cells_counts_and_ignores_attributes_of_empty_cells():
+    scenes = WORLD.scenes(4)
+    logits = sure_logits(scenes)
+    empty = scenes.cell_targets()["shape"] == len(WORLD.shapes)            # (4, 9)
+    logits["colour"][:3][empty[:3]] = 0.0                                   # uniform colour in empty cells: fine
+    first_object = (~empty[1]).nonzero()[0, 0]
+    logits["colour"][1, first_object] = 0.0                                 # image 1: unsure colour of an object
+    logits["shape"][2, :, :] = 0.0
+    logits["shape"][2, :, len(WORLD.shapes)] = 20.0                         # image 2: surely empty everywhere
+    logits["shape"][3, :, :] = 0.0
+    logits["shape"][3, :, 0] = 20.0                                         # image 3: nine objects
+    result = parse(FixedOracle(WORLD, logits), scenes.images)
+    assert result["confident"].tolist() == [True, False, True, True]
+    assert result["count"].tolist()[2:] == [0, 9]
+    assert result["valid"].tolist() == [True, False, False, False]         # 0 and 9 objects lie outside 1..2
+
+
+def test_parse_threshold_is_a_probability():
+    scenes = WORLD.scenes(2)
+    oracle = FixedOracle(WORLD, sure_logits(scenes, confidence=2.0))        # p(argmax) = e^2 / (e^2 + K - 1)
+    p_shape = torch.tensor(2.0).exp() / (torch.tensor(2.0).exp() + len(WORLD.shapes))
+    assert parse(oracle, scenes.images, threshold=p_shape.item() - 1e-4)["confident"].all()
+    assert not parse(oracle, scenes.images, threshold=p_shape.item() + 1e-4)["confident"].any()
+    with pytest.raises(ValueError, match="threshold"):
+        parse(oracle, scenes.images, threshold=1.0)
+
+
+def test_attribute_frequencies_count_objects_not_cells():
+    scenes = WORLD.scenes(500)
+    frequencies = attribute_frequencies(scenes.cell_targets(), WORLD)
+    objects = scenes.shape[scenes.shape >= 0]                                # every object's shape index
+    expected = torch.bincount(objects, minlength=len(WORLD.shapes)).double() / len(objects)
+    assert torch.allclose(frequencies["shape"], expected)
+    for name in ATTRIBUTES:
+        assert frequencies[name].sum().item() == pytest.approx(1.0)
+    nothing = {name: torch.full((3, 9), len(WORLD.shapes) if name == "shape" else -1) for name in ATTRIBUTES}
+    assert all(f.sum() == 0 for f in attribute_frequencies(nothing, WORLD).values())
+
+
+def test_total_variation():
+    p, q = torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.0, 0.5, 0.5])
+    assert total_variation(p, q) == pytest.approx(0.5)
+    assert total_variation(p, p) == 0.0
+    assert total_variation(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one length"):
+        total_variation(p, torch.ones(2))

@@ -291,3 +291,46 @@ def test_vae_works_at_another_resolution():
     assert out["logits"].shape == (2, 1, 16, 16)
     with pytest.raises(ValueError, match="latent_dim"):
         VAE(latent_dim=0)
+
+
+def test_train_vae_on_an_image_tensor_like_mnist():
+    """The MNIST recipe of chapter 4 on stand-in digits: 28x28 one-channel images, two halvings, binarized."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.zeros(64, 1, 28, 28)
+    for i in range(64):                                    # bright bars at random rows: structure to learn
+        row = int(torch.randint(4, 24, (1,), generator=generator))
+        images[i, 0, row - 2:row + 2, 4:24] = 0.9
+    fp32 = choose_precision("cpu", dtype="fp32")
+    model, history = train_vae(images, latent_dim=2, steps=30, batch_size=16, lr=3e-3, precision=fp32,
+                               progress=False, widths=(8, 8), binarize=True)
+    assert model.decoder.to_image.out_channels == 1 and model.latent_dim == 2
+    assert sample(model, 3).shape == (3, 1, 28, 28)
+    assert history.losses[-1] < history.losses[0]
+    again, _ = train_vae(images, latent_dim=2, steps=30, batch_size=16, lr=3e-3, precision=fp32,
+                         progress=False, widths=(8, 8), binarize=True)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+@pytest.mark.parametrize(("data", "error", "match"), [
+    (torch.rand(4, 1, 28, 24), ValueError, "square"),
+    (torch.rand(4, 28, 28), ValueError, "square"),
+    (torch.rand(4, 1, 8, 8) * 2, ValueError, r"\[0, 1\]"),
+    (torch.ones(4, 1, 8, 8, dtype=torch.uint8), ValueError, "float"),
+    ([[0.0]], TypeError, "ShapesWorld or a tensor"),
+])
+def test_train_vae_rejects_bad_data(data, error, match):
+    with pytest.raises(error, match=match):
+        train_vae(data, latent_dim=2, steps=1, widths=(8,), progress=False)
+
+
+def test_kl_warmup_weights_the_kl_linearly_up_to_beta():
+    world = ShapesWorld()
+    fp32 = choose_precision("cpu", dtype="fp32")
+    _, history = train_vae(world, latent_dim=4, steps=6, batch_size=8, beta=2.0, kl_warmup=4, precision=fp32,
+                           progress=False, widths=TINY_WIDTHS)
+    for step, loss in enumerate(history.losses):      # loss = nll + beta * min(1, (step + 1) / warmup) * kl
+        weight = 2.0 * min(1.0, (step + 1) / 4)
+        expected = history.metrics["reconstruction_nll"][step] + weight * history.metrics["kl"][step]
+        assert loss == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="kl_warmup"):
+        train_vae(world, latent_dim=4, steps=1, kl_warmup=-1, progress=False)
