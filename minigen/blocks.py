@@ -126,28 +126,39 @@ def _output_shape(output: Any) -> tuple:
     raise TypeError(f"layer_shapes reads tensor outputs (or tuples of them), got {type(output).__name__}")
 
 
-def layer_shapes(model: nn.Module, input: torch.Tensor) -> list[tuple[str, tuple, int]]:
-    """Run `model(input)` once and list (name, output shape, parameter count) for each layer, in call order.
+def layer_shapes(model: nn.Module, *inputs: Any, names: Sequence[str] | None = None) -> list[tuple[str, tuple, int]]:
+    """Run `model(*inputs)` once and list (name, output shape, parameter count) for each layer, in call order.
 
-    A layer is a module without submodules (a convolution, a norm, an activation), or any module holding
-    parameters of its own; its count is of those own parameters, so the counts add up to the model's total.
-    Functional steps inside a module's forward (e.g. the resize of a resize-convolution) have no row of
+    By default a layer is a module without submodules (a convolution, a norm, an activation), or any module
+    holding parameters of its own; its count is of those own parameters, so the counts add up to the model's
+    total. Functional steps inside a module's forward (e.g. the resize of a resize-convolution) have no row of
     their own. A layer called twice gets two rows.
+    names: list these submodules instead (e.g. the blocks of a U-Net), each with all the parameters inside it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    modules = dict(model.named_modules())
+    if names is not None:
+        unknown = [name for name in names if name not in modules]
+        if unknown:
+            raise ValueError(f"no submodules named {unknown}; e.g. {list(modules)[1:6]}")
+        chosen = {name: sum(p.numel() for p in modules[name].parameters()) for name in names}
+    else:
+        chosen = {}
+        for name, module in modules.items():
+            own = sum(p.numel() for p in module.parameters(recurse=False))
+            if next(module.children(), None) is None or own:
+                chosen[name] = own
     rows: list[tuple[str, tuple, int]] = []
     handles = []
-    for name, module in model.named_modules():
-        own = sum(p.numel() for p in module.parameters(recurse=False))
-        if next(module.children(), None) is None or own:
-            def hook(_module: nn.Module, _args: Any, output: Any, name: str = name or type(model).__name__,
-                     own: int = own) -> None:
-                rows.append((name, _output_shape(output), own))
-            handles.append(module.register_forward_hook(hook))
+    for name, count in chosen.items():
+        def hook(_module: nn.Module, _args: Any, output: Any, name: str = name or type(model).__name__,
+                 count: int = count) -> None:
+            rows.append((name, _output_shape(output), count))
+        handles.append(modules[name].register_forward_hook(hook))
     try:
         with torch.no_grad():
-            model(input)
+            model(*inputs)
     finally:
         for handle in handles:
             handle.remove()

@@ -1,4 +1,4 @@
-"""Exercises of chapters 1 to 4, checked automatically.
+"""Exercises of chapters 1 to 5, checked automatically.
 
 The reader writes a function; a checker runs it on deterministic cases (hand-picked corners
 first, then seeded random ones) and compares every answer with what torch itself does: the
@@ -15,7 +15,9 @@ References: V. Dumoulin and F. Visin, "A guide to convolution arithmetic for dee
 arXiv:1603.07285 (2016); A. Araujo, W. Norris and J. Sim, "Computing receptive fields of
 convolutional neural networks", Distill (2019); W. Shi et al., "Real-time single image and video
 super-resolution using an efficient sub-pixel convolutional neural network", CVPR (2016);
-D. P. Kingma and M. Welling, "Auto-Encoding Variational Bayes", ICLR (2014).
+D. P. Kingma and M. Welling, "Auto-Encoding Variational Bayes", ICLR (2014); J. Ho, A. Jain and
+P. Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS (2020); J. Song, C. Meng and S. Ermon,
+"Denoising Diffusion Implicit Models", ICLR (2021).
 """
 from __future__ import annotations
 
@@ -136,6 +138,24 @@ def check_reparameterize(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Chec
     return _run("reparameterize", _with_gradients(fn), _reparameterize_cases(), _torch_reparameterize,
                 _judge_sample_and_gradients)
 
+
+def check_q_sample(fn: Callable[[Tensor, Tensor, float], Tensor]) -> CheckResult:
+    """Check ``fn(x0, noise, alpha_bar) -> x_t``: a sample of q(x_t | x_0) made from the standard normal ``noise``.
+
+    alpha_bar is the signal level of step t, a float in (0, 1]. Answers are compared with
+    ``AffineTransform(loc=sqrt(alpha_bar) x0, scale=sqrt(1 - alpha_bar))`` applied to the noise.
+    """
+    return _run("q_sample", fn, _q_sample_cases(), _torch_q_sample, _judge_close)
+
+
+def check_ddim_step(fn: Callable[[Tensor, Tensor, float, float], Tensor]) -> CheckResult:
+    """Check ``fn(x_t, eps, alpha_bar_t, alpha_bar_prev) -> x_prev``: one deterministic DDIM step (eta = 0).
+
+    eps is the model's noise prediction at x_t; alpha_bar_prev = 1 means the step to the clean image.
+    Answers are compared with the step written as x_prev = c_x x_t + c_eps eps, its coefficients
+    worked out in the checker.
+    """
+    return _run("ddim_step", fn, _ddim_cases(), _linear_ddim_step, _judge_close)
 
 def _with_gradients(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor, Tensor], Any]:
     """Call the reader's fn on leaf tensors and return (z, dz/dmu, dz/dlogvar), or z alone if no gradient flows."""
@@ -369,6 +389,16 @@ def _torch_reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor) -> tuple[Tens
     grad_mu, grad_logvar = torch.autograd.grad(z.sum(), (mu, logvar))
     return z.detach(), grad_mu, grad_logvar
 
+def _torch_q_sample(x0: Tensor, noise: Tensor, alpha_bar: float) -> Tensor:
+    return AffineTransform(loc=math.sqrt(alpha_bar) * x0, scale=math.sqrt(1 - alpha_bar))(noise)
+
+
+def _linear_ddim_step(x_t: Tensor, eps: Tensor, alpha_bar_t: float, alpha_bar_prev: float) -> Tensor:
+    # x_prev = sqrt(ab') x0_hat + sqrt(1 - ab') eps with x0_hat = (x_t - sqrt(1 - ab) eps) / sqrt(ab), expanded
+    coefficient_x = math.sqrt(alpha_bar_prev / alpha_bar_t)
+    coefficient_eps = math.sqrt(1 - alpha_bar_prev) - math.sqrt(alpha_bar_prev * (1 - alpha_bar_t) / alpha_bar_t)
+    return coefficient_x * x_t + coefficient_eps * eps
+
 def _brute_force_receptive_field(layers: list[tuple[int, int]]) -> int:
     """The span of input pixels that output 0 depends on, read off its gradient through real convolutions.
 
@@ -587,4 +617,44 @@ def _reparameterize_cases(count: int = 30, seed: int = 0) -> list[Case]:
     while len(cases) < count:
         shape = (rng.randint(1, 4), rng.randint(1, 10))
         cases.append(dict(mu=randn(*shape), logvar=randn(*shape), eps=randn(*shape)))
+    return cases
+
+
+def _q_sample_cases(count: int = 30, seed: int = 0) -> list[Case]:
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+    corners = [
+        dict(x0=randn(2, 3, 4, 4), noise=randn(2, 3, 4, 4), alpha_bar=1.0),     # no noise yet: x_t = x0
+        dict(x0=randn(2, 3, 4, 4), noise=randn(2, 3, 4, 4), alpha_bar=0.25),    # sqrt(abar) = 0.5, not 0.25
+        dict(x0=randn(1, 1, 2, 2), noise=randn(1, 1, 2, 2), alpha_bar=1e-4),    # almost pure noise
+    ]
+    cases = list(corners)
+    rng = random.Random(seed)
+    while len(cases) < count:
+        shape = (rng.randint(1, 3), rng.randint(1, 3), rng.randint(1, 6), rng.randint(1, 6))
+        cases.append(dict(x0=randn(*shape), noise=randn(*shape), alpha_bar=rng.uniform(0.001, 0.999)))
+    return cases
+
+
+def _ddim_cases(count: int = 30, seed: int = 0) -> list[Case]:
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+    corners = [
+        dict(x_t=randn(2, 3, 4, 4), eps=randn(2, 3, 4, 4), alpha_bar_t=0.5, alpha_bar_prev=0.6),
+        dict(x_t=randn(2, 3, 4, 4), eps=randn(2, 3, 4, 4), alpha_bar_t=0.9, alpha_bar_prev=1.0),   # to the clean image
+        dict(x_t=randn(1, 1, 3, 3), eps=randn(1, 1, 3, 3), alpha_bar_t=0.01, alpha_bar_prev=0.5),  # a long jump
+    ]
+    cases = list(corners)
+    rng = random.Random(seed)
+    while len(cases) < count:
+        shape = (rng.randint(1, 3), rng.randint(1, 3), rng.randint(1, 6), rng.randint(1, 6))
+        alpha_bar_t = rng.uniform(0.001, 0.99)
+        cases.append(dict(x_t=randn(*shape), eps=randn(*shape), alpha_bar_t=alpha_bar_t,
+                          alpha_bar_prev=rng.uniform(alpha_bar_t, 1.0)))
     return cases

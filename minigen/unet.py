@@ -65,16 +65,15 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
 
 
 class ResidualBlock(nn.Module):
-    """x -> norm_act -> conv3x3 -> + Linear(SiLU(emb)) over H, W -> norm_act -> dropout -> conv3x3, plus the skip.
+    """x -> norm_act -> conv3x3 -> GroupNorm, scaled and shifted by the embedding -> SiLU -> dropout -> conv3x3,
+    plus the skip.
 
+    The embedding enters as h = GroupNorm(h) * (1 + scale) + shift with (scale, shift) = Linear(SiLU(emb)) per
+    channel, the "scale-shift norm" of A. Nichol, P. Dhariwal, "Improved Denoising Diffusion Probabilistic
+    Models", ICML 2021. Adding the embedding *before* a GroupNorm, as the first DDPM did, lets the norm
+    subtract most of it again (all of it when a group holds one channel); after the norm it always acts.
     The skip is the identity, or a 1x1 convolution when c_in != c_out. The second 3x3 convolution starts at
-    zero, so a fresh block returns its skip path exactly (DDPM / improved-DDPM practice): deep stacks start
-    near the identity and train stably.
-
-    The embedding shifts each channel by a constant, and the GroupNorm that follows removes each group's
-    mean, so only differences between the shifts of the channels in one group get through: with
-    gcd(8, c_out) groups, c_out <= 8 means one channel per group and the embedding is cancelled; c_out >= 32
-    gives the 4 channels per group of DDPM (32 groups of 128 channels).
+    zero, so a fresh block returns its skip path exactly: deep stacks start near the identity.
     """
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0):
@@ -84,8 +83,9 @@ class ResidualBlock(nn.Module):
         _check_dropout(dropout)
         self.c_in, self.emb_dim = c_in, emb_dim
         self.in_layers = nn.Sequential(norm_act(c_in), nn.Conv2d(c_in, c_out, 3, padding=1))
-        self.emb_projection = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, c_out))
-        self.out_layers = nn.Sequential(norm_act(c_out), nn.Dropout(dropout),
+        self.emb_projection = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * c_out))   # scale and shift
+        self.out_norm = nn.GroupNorm(math.gcd(MAX_GROUPS, c_out), c_out)
+        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout),
                                         _zero_init(nn.Conv2d(c_out, c_out, 3, padding=1)))
         self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
 
@@ -95,7 +95,8 @@ class ResidualBlock(nn.Module):
         if emb.shape != (x.shape[0], self.emb_dim):
             raise ValueError(f"ResidualBlock expects emb ({x.shape[0]}, {self.emb_dim}), got {tuple(emb.shape)}")
         h = self.in_layers(x)  # (B, c_out, H, W)
-        h = h + self.emb_projection(emb)[:, :, None, None]  # the same shift at every position
+        scale, shift = self.emb_projection(emb)[:, :, None, None].chunk(2, dim=1)  # (B, c_out, 1, 1) each
+        h = self.out_norm(h) * (1 + scale) + shift  # GroupNorm(h) (1 + scale) + shift, the same at every position
         return self.skip(x) + self.out_layers(h)  # (B, c_out, H, W)
 
 

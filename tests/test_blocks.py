@@ -102,3 +102,20 @@ def test_layer_shapes_counts_parameters_held_by_a_container_and_removes_hooks():
     rows = layer_shapes(model, torch.rand(2, 4))
     assert rows == [("linear", (2, 3), 15), ("Scaled", (2, 3), 3)]
     assert not model._forward_hooks and not model.linear._forward_hooks
+
+
+def test_layer_shapes_of_chosen_blocks_with_several_inputs():
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 5))
+            self.second = nn.Linear(5, 2)
+
+        def forward(self, x, scale):
+            return self.second(self.first(x)) * scale
+
+    model = TwoInputs()
+    rows = layer_shapes(model, torch.zeros(7, 3), 2.0, names=["first", "second"])
+    assert rows == [("first", (7, 5), 3 * 4 + 4 + 4 * 5 + 5), ("second", (7, 2), 5 * 2 + 2)]
+    with pytest.raises(ValueError, match="no submodules named"):
+        layer_shapes(model, torch.zeros(7, 3), 2.0, names=["third"])

@@ -11,10 +11,12 @@ from minigen.exercises import (
     CheckResult,
     check_bilinear_weights,
     check_conv_output_size,
+    check_ddim_step,
     check_gaussian_kl,
     check_max_pool2d,
     check_pixel_shuffle,
     check_psnr,
+    check_q_sample,
     check_receptive_field,
     check_reparameterize,
     check_transposed_output_size,
@@ -677,3 +679,50 @@ def assert_close_caught(result, wrong, right):
     case = list(result.counterexample.values())
     got, expected = wrong(*case), right(*case)
     assert got.shape != expected.shape or not torch.allclose(got, expected)
+
+
+# --- chapter 5: q_sample and one DDIM step
+
+
+def q_sample_closed_form(x0, noise, alpha_bar):
+    return alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * noise
+
+
+def ddim_step_via_x0(x_t, eps, alpha_bar_t, alpha_bar_prev):
+    x0 = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5
+    return alpha_bar_prev**0.5 * x0 + (1 - alpha_bar_prev) ** 0.5 * eps
+
+
+def test_chapter_5_right_answers_pass_including_minigens_own():
+    from minigen import diffusion
+    assert check_q_sample(q_sample_closed_form).passed
+    assert check_ddim_step(ddim_step_via_x0).passed
+
+    def minigen_ddim_step(x_t, eps, alpha_bar_t, alpha_bar_prev):   # minigen's step on a two-level schedule
+        betas = (torch.tensor([1 - alpha_bar_prev, 1 - alpha_bar_t / alpha_bar_prev], dtype=torch.float64)
+                 if alpha_bar_prev < 1 else None)
+        x0 = (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t**0.5
+        if betas is None:
+            return x0
+        schedule = diffusion.NoiseSchedule(betas.clamp(min=1e-12))
+        return diffusion.ddim_step(schedule, x_t, eps, x0, 1, 0, eta=0.0)
+
+    assert check_ddim_step(minigen_ddim_step).passed
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda x0, noise, ab: ab * x0 + (1 - ab) * noise,                  # variances used as scales
+    lambda x0, noise, ab: ab**0.5 * x0 + noise,                        # noise never shrinks
+    lambda x0, noise, ab: (1 - ab) ** 0.5 * x0 + ab**0.5 * noise,      # the two roles swapped
+])
+def test_q_sample_mistakes_are_caught(wrong):
+    assert_close_caught(check_q_sample(wrong), wrong, q_sample_closed_form)
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda x_t, eps, ab, ab_prev: (ab_prev / ab) ** 0.5 * x_t,                               # drops the eps term
+    lambda x_t, eps, ab, ab_prev: ab_prev**0.5 * (x_t - (1 - ab) ** 0.5 * eps) + (1 - ab_prev) ** 0.5 * eps,  # x0 not divided by sqrt(ab)
+    lambda x_t, eps, ab, ab_prev: ddim_step_via_x0(x_t, eps, ab_prev, ab),                   # levels swapped
+])
+def test_ddim_step_mistakes_are_caught(wrong):
+    assert_close_caught(check_ddim_step(wrong), wrong, ddim_step_via_x0)
