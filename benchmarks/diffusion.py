@@ -92,9 +92,9 @@ def main() -> None:
     requests = torch.stack([torch.arange(n) % len(world.shapes), torch.arange(n) // len(world.shapes) % len(world.colours)], 1)
     images, _ = draw(50, n, labels=requests, guidance=2.0)
     read = oracle.parse(judge, images)
-    cell = (read["shape"] < len(world.shapes)).float().argmax(1, keepdim=True)
-    shape_ok = (read["shape"].gather(1, cell)[:, 0] == requests[:, 0]).float().mean().item()
-    colour_ok = (read["colour"].gather(1, cell)[:, 0] == requests[:, 1]).float().mean().item()
+    first = oracle.first_object(read, world)
+    shape_ok = (first["shape"] == requests[:, 0]).float().mean().item()
+    colour_ok = (first["colour"] == requests[:, 1]).float().mean().item()
     print(f"conditional, guidance 2, DDIM 50: requested shape read {100 * shape_ok:.1f}%, colour {100 * colour_ok:.1f}%")
 
 

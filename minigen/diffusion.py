@@ -266,12 +266,17 @@ def ddim_sample(model: nn.Module, schedule: NoiseSchedule, shape: Sequence[int],
                 objective: str = "eps", labels: Tensor | None = None, guidance: float | None = None,
                 null_labels: Tensor | None = None, clip: float | None = 1.0,
                 generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                x_T: Tensor | None = None) -> Tensor:
-    """DDIM: `steps` model calls on a subsequence of the timesteps; eta = 0 is deterministic given x_T."""
+                x_T: Tensor | None = None, path: list[Tensor] | None = None) -> Tensor:
+    """DDIM: `steps` model calls on a subsequence of the timesteps; eta = 0 is deterministic given x_T.
+
+    path: a list that receives x_T and every x after it (steps + 1 tensors), to draw sampling trajectories.
+    """
     if not eta >= 0:
         raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
     x = _initial_noise(shape, generator, device) if x_T is None else x_T.clone()
     times = ddim_timesteps(len(schedule), steps)
+    if path is not None:
+        path.append(x)
     for step, step_prev in zip(times, [*times[1:], -1]):
         t = torch.full((len(x),), step, device=x.device, dtype=torch.long)
         eps, x0 = _eps_and_x0(model, schedule, objective, x, t, labels, guidance, null_labels, clip)
@@ -279,6 +284,8 @@ def ddim_sample(model: nn.Module, schedule: NoiseSchedule, shape: Sequence[int],
         if eta > 0 and step_prev >= 0:
             noise = torch.randn(x.shape, generator=generator, device=_generator_device(generator)).to(x)
         x = ddim_step(schedule, x, eps, x0, step, step_prev, eta if step_prev >= 0 else 0.0, noise)
+        if path is not None:
+            path.append(x)
     return x
 
 

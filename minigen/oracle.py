@@ -221,6 +221,17 @@ def parse(oracle: Oracle, images: torch.Tensor, threshold: float = 0.9,
     return result
 
 
+def first_object(cells: dict[str, torch.Tensor], world: ShapesWorld) -> dict[str, torch.Tensor]:
+    """The shape, colour and size read in the first occupied cell of each image, (N,) each; -1 where no cell is.
+
+    cells: per-cell labels (N, G*G) as from `parse`. For images meant to show one object (a class-conditional
+    sample), compare the result with the requested labels: an image without an object never matches.
+    """
+    occupied = cells["shape"] != len(world.shapes)                               # (N, G*G)
+    first = occupied.float().argmax(dim=1, keepdim=True)                         # (N, 1), 0 if none
+    found = occupied.any(dim=1)
+    return {name: torch.where(found, cells[name].gather(1, first)[:, 0], -1) for name in ATTRIBUTES}
+
 def attribute_frequencies(cells: dict[str, torch.Tensor], world: ShapesWorld) -> dict[str, torch.Tensor]:
     """The share of objects with each shape, colour and size: {"shape": (S,), "colour": (C,), "size": (Z,)}.
 

@@ -2,11 +2,13 @@
 
 Implements
 - the U-Net of J. Ho, A. Jain, P. Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020: residual
-  blocks with GroupNorm and SiLU into which the time embedding is added, self-attention at the low
+  blocks with GroupNorm and SiLU that the time embedding conditions, self-attention at the low
   resolutions (16x16 in the paper), zero-initialised last convolutions so that a fresh network is close to
   the identity on its skip paths;
 - the encoder-decoder with skip connections from each encoder resolution to the decoder's, O. Ronneberger,
   P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015;
+- the scale-shift conditioning of each block, GroupNorm(h) (1 + scale) + shift, of A. Nichol, P. Dhariwal,
+  "Improved Denoising Diffusion Probabilistic Models", ICML 2021;
 - the sinusoidal embedding and scaled dot-product multi-head attention of A. Vaswani et al., "Attention Is
   All You Need", NeurIPS 2017;
 - class conditioning with a learned NULL label per attribute, so that one network predicts both the

@@ -291,3 +291,13 @@ def test_train_diffusion_drops_labels_at_the_asked_rate_and_returns_the_ema_mode
     assert len(history.losses) == 20 and ema_model is not model and not ema_model.training
     with pytest.raises(ValueError, match="label_dropout"):
         train_diffusion(model, schedule, batches, steps=1, label_dropout=1.0, progress=False)
+
+
+def test_ddim_path_records_every_step_from_x_T():
+    schedule = NoiseSchedule.cosine(100)
+    model = ExactGaussianDenoiser(schedule, mean=0.3, std=0.5)
+    x_T = torch.randn(50, 1, generator=torch.Generator().manual_seed(5))
+    path = []
+    x = ddim_sample(model, schedule, x_T.shape, steps=10, clip=None, x_T=x_T, path=path)
+    assert len(path) == 11 and torch.equal(path[0], x_T) and torch.equal(path[-1], x)
+    assert torch.equal(x, ddim_sample(model, schedule, x_T.shape, steps=10, clip=None, x_T=x_T))

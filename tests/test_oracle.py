@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from minigen.data import ShapesWorld
-from minigen.oracle import (ATTRIBUTES, Oracle, accuracy, attribute_frequencies, evaluate, load_oracle, oracle_loss,
-                            parse, total_variation, train_oracle)
+from minigen.oracle import (ATTRIBUTES, Oracle, accuracy, attribute_frequencies, evaluate, first_object, load_oracle,
+                            oracle_loss, parse, total_variation, train_oracle)
 from minigen.runtime import Precision
 
 WORLD = ShapesWorld()
@@ -175,3 +175,15 @@ def test_total_variation():
     assert total_variation(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="one length"):
         total_variation(p, torch.ones(2))
+
+
+def test_first_object_reads_the_first_occupied_cell_and_marks_empty_images():
+    n_shapes = len(WORLD.shapes)
+    cells = {"shape": torch.full((3, 9), n_shapes), "colour": torch.full((3, 9), -1), "size": torch.full((3, 9), -1)}
+    cells["shape"][0, 4], cells["colour"][0, 4], cells["size"][0, 4] = 2, 5, 1     # image 0: one object in cell 4
+    cells["shape"][1, 7], cells["colour"][1, 7], cells["size"][1, 7] = 0, 0, 0     # image 1: two objects,
+    cells["shape"][1, 8], cells["colour"][1, 8], cells["size"][1, 8] = 3, 1, 1     # the first in cell 7
+    first = first_object(cells, WORLD)                                           # image 2: nothing
+    assert first["shape"].tolist() == [2, 0, -1]
+    assert first["colour"].tolist() == [5, 0, -1]
+    assert first["size"].tolist() == [1, 0, -1]
