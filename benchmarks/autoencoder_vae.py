@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from minigen import ae, vae
-from minigen.data import ShapesWorld
-from minigen.runtime import Precision, choose_precision, cpu_supports_bf16
+from minigen.models import autoencoder as ae, vae
+from minigen.data.shapes import ShapesWorld
+from minigen.core.runtime import Precision, choose_precision, cpu_supports_bf16
 
 AE_TARGET_DB, VAE_TARGET_NATS, TIME_TARGET_S = 25.0, 150.0, 120.0
 

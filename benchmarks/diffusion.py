@@ -14,11 +14,13 @@ import time
 
 import torch
 
-from minigen import diffusion, metrics, oracle
-from minigen.data import ShapesWorld
-from minigen.oracle import load_oracle
-from minigen.runtime import choose_precision
-from minigen.unet import UNet
+from minigen import diffusion
+from minigen.eval import metrics
+from minigen.models import oracle
+from minigen.data.shapes import ShapesWorld
+from minigen.models.oracle import load_oracle
+from minigen.core.runtime import choose_precision
+from minigen.models.unet import UNet
 
 
 def training_images_per_second(model_config: dict, world: ShapesWorld, precision, objective: str, steps: int) -> float:

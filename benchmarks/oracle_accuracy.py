@@ -10,9 +10,9 @@ import argparse
 
 import torch
 
-from minigen.data import ShapesWorld
-from minigen.oracle import evaluate, load_oracle, train_oracle
-from minigen.runtime import Precision, choose_precision, cpu_supports_bf16
+from minigen.data.shapes import ShapesWorld
+from minigen.models.oracle import evaluate, load_oracle, train_oracle
+from minigen.core.runtime import Precision, choose_precision, cpu_supports_bf16
 
 TARGET = 0.98
 

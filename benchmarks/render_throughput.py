@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from minigen.data import ShapesWorld, render
+from minigen.data.shapes import ShapesWorld, render
 
 TARGET_32 = 20_000  # images/s wanted at 32x32 on a 2-core CPU
 

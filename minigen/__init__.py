@@ -1,35 +1,85 @@
 """minigen: the from-scratch PyTorch code of the minigen book on image generation.
 
-Each module implements one concept and names the paper it follows; the book displays the code
-with `minigen.show` and runs it. The public API is re-exported here.
-"""
-from . import (ae, alias, arith, blocks, data, diffusion, exercises, figures, interp, interp_figures, metrics, ops, oracle,
-               toy2d, unet, upsample, vae, widgets)
-from .ae import Autoencoder, linear_probe, train_autoencoder
-from .alias import aliasing_report, blur_subsample, energy_above, power_spectrum, zone_plate
-from .arith import (Layer, ReceptiveField, conv_output_size, effective_kernel, full_padding,
-                    inputs_with_same_output, pool_output_size, receptive_field, same_padding, transposed_a,
-                    transposed_output_size)
-from .blocks import ConvDecoder, ConvEncoder, layer_shapes
-from .data import (COLOURS, SHAPES, SIZES, SPLITS, SceneObject, Scenes, ShapesWorld, caption, grace_hopper,
-                   load_torchvision, render)
-from .diffusion import NoiseSchedule, ddim_sample, ddpm_sample, train_diffusion
-from .figures import (conv_animation, conv_frame, conv_frames_figure, fan_in, output_shape, output_size_formula,
-                      receptive_field_figure, window_positions)
-from .interp import interpolate, resample_matrix
-from .metrics import frechet_distance, frechet_oracle_distance
-from .ops import (avg_pool2d, conv2d, conv2d_loops, global_avg_pool2d, global_max_pool2d, max_pool2d,
-                  sliding_windows)
-from .oracle import Oracle, load_oracle, train_oracle
-from .profiles import PROFILES, current_profile, pick
-from .runtime import Precision, choose_precision, cpu_supports_bf16, default_device, provenance, seed_everything
-from .show import show
-from .train import EMA, History, NonFiniteLossError, load_checkpoint, save_checkpoint, train
-from .unet import UNet
-from .upsample import (UPSAMPLERS, checkerboard_score, conv_transpose2d, conv_transpose2d_scatter,
-                       make_upsampler, pixel_shuffle, pixel_unshuffle, psnr, train_upsampler)
-from .vae import VAE, elbo, gaussian_kl, reparameterize, train_vae
-from .viz import image_grid, plot_history, to_numpy_image
-from .widgets import ConvExplorer, InterpolationExplorer, conv_explorer, interpolation_explorer
+The package, one folder per layer of the architecture:
 
+    core/        profiles, runtime (device, precision, seeds, provenance), training loop,
+                 validators, show, layer tables
+    data/        the shapes world (scenes, captions, labels), the photo, torchvision adapters
+    ops/         chapters 1-2 from scratch: convolution arithmetic, conv and pooling,
+                 interpolation, aliasing, transposed convolution and pixel shuffle
+    nn/          building blocks: attention, transformer block, embeddings, norm layers,
+                 residual blocks, up/down samplers, conv encoder and decoder
+    diffusion/   noise schedules, objectives, samplers, training, the 2-D toy
+    models/      the chapters' models: oracle, autoencoder, VAE, U-Net, upsampler
+    eval/        metrics (PSNR, Frechet distance, TV) and the sampling-and-scoring harness
+    viz/         grids, figures, widgets (the only place that imports matplotlib/ipywidgets)
+    exercises/   the checking engine and one module of exercises per chapter
+
+Each module names the paper it implements; the book displays the code with `minigen.show`
+and runs it. The names below are importable from `minigen` itself, loaded on first use, so that
+`import minigen.diffusion` pulls in neither matplotlib nor ipywidgets.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Any
+
+IMPORTED_AT = time.perf_counter()   # the clock that provenance() reports: from `import minigen`
+
+_PUBLIC = {
+    "core.profiles": "PROFILES current_profile pick",
+    "core.runtime": "Precision choose_precision cpu_supports_bf16 default_device eval_mode "
+                    "provenance seed_everything",
+    "core.show": "show",
+    "core.summary": "layer_shapes",
+    "core.train": "EMA History NonFiniteLossError load_checkpoint save_checkpoint train",
+    "data.photo": "grace_hopper",
+    "data.shapes": "COLOURS SHAPES SIZES SPLITS SceneObject Scenes ShapesWorld caption render",
+    "data.torchvision": "load_torchvision",
+    "diffusion.sampling": "ddim_sample ddpm_sample",
+    "diffusion.schedule": "NoiseSchedule",
+    "diffusion.training": "train_diffusion",
+    "eval.metrics": "frechet_distance frechet_oracle_distance psnr",
+    "models.autoencoder": "Autoencoder linear_probe train_autoencoder",
+    "models.oracle": "Oracle load_oracle train_oracle",
+    "models.unet": "UNet",
+    "models.upsampler": "train_upsampler",
+    "models.vae": "VAE elbo gaussian_kl reparameterize train_vae",
+    "nn.conv": "ConvDecoder ConvEncoder",
+    "nn.resample": "UPSAMPLERS make_upsampler",
+    "ops.alias": "aliasing_report blur_subsample energy_above power_spectrum zone_plate",
+    "ops.arith": "Layer ReceptiveField conv_output_size effective_kernel full_padding "
+                 "inputs_with_same_output pool_output_size receptive_field same_padding "
+                 "transposed_a transposed_output_size",
+    "ops.conv": "avg_pool2d conv2d conv2d_loops global_avg_pool2d global_max_pool2d max_pool2d "
+                "sliding_windows",
+    "ops.interp": "interpolate resample_matrix",
+    "ops.upsample": "checkerboard_score conv_transpose2d conv_transpose2d_scatter pixel_shuffle "
+                    "pixel_unshuffle",
+    "viz.conv_figures": "conv_animation conv_frame conv_frames_figure fan_in output_shape "
+                        "output_size_formula receptive_field_figure window_positions",
+    "viz.grids": "image_grid plot_history to_numpy_image",
+    "viz.widgets": "ConvExplorer InterpolationExplorer conv_explorer interpolation_explorer",
+}
+_HOME = {name: module for module, names in _PUBLIC.items() for name in names.split()}
+_SUBPACKAGES = ("core", "data", "ops", "nn", "diffusion", "models", "eval", "viz", "exercises")
+
+__all__ = sorted([*_HOME, *_SUBPACKAGES])
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562) and cache the name here."""
+    if name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    else:
+        raise AttributeError(f"module 'minigen' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

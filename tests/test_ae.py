@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from minigen.ae import (Autoencoder, add_noise, decode_random, encode_features, interpolate_latents, linear_probe,
-                        reconstruction_loss, reconstruction_metrics, train_autoencoder)
-from minigen.data import ShapesWorld
-from minigen.runtime import choose_precision
+from minigen.models.autoencoder import (Autoencoder, add_noise, decode_random, encode_features,
+    interpolate_latents, linear_probe, reconstruction_loss, reconstruction_metrics,
+    train_autoencoder)
+from minigen.data.shapes import ShapesWorld
+from minigen.core.runtime import choose_precision
 
 FP32 = choose_precision("cpu", dtype="fp32")
 TINY = dict(widths=(8, 16))

@@ -7,25 +7,10 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minigen.alias import (
-    DOWNSAMPLERS,
-    aliasing_report,
-    avg_pool,
-    bilinear_antialias,
-    binomial_taps,
-    blur_subsample,
-    box_kernel,
-    chirp_1d,
-    energy_above,
-    frequency_grid,
-    gaussian_taps,
-    ideal_downsample,
-    ideal_lowpass,
-    power_spectrum,
-    strided_conv,
-    subsample,
-    zone_plate,
-)
+from minigen.ops.alias import (DOWNSAMPLERS, aliasing_report, avg_pool, bilinear_antialias,
+    binomial_taps, blur_subsample, box_kernel, chirp_1d, energy_above, frequency_grid,
+    gaussian_taps, ideal_downsample, ideal_lowpass, power_spectrum, strided_conv, subsample,
+    zone_plate)
 
 SWEEP = settings(max_examples=40, deadline=None)
 f64 = torch.float64

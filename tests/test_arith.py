@@ -5,19 +5,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigen.arith import (
-    Layer,
-    ReceptiveField,
-    conv_output_size,
-    effective_kernel,
-    full_padding,
-    inputs_with_same_output,
-    pool_output_size,
-    receptive_field,
-    same_padding,
-    transposed_a,
-    transposed_output_size,
-)
+from minigen.ops.arith import (Layer, ReceptiveField, conv_output_size, effective_kernel,
+    full_padding, inputs_with_same_output, pool_output_size, receptive_field, same_padding,
+    transposed_a, transposed_output_size)
 
 SWEEP = settings(max_examples=300, deadline=None)
 sizes = st.integers(1, 24)
@@ -317,7 +307,7 @@ def test_receptive_field_rejects_non_layers():
 
 
 def test_per_axis_repeats_one_value_and_passes_a_pair():
-    from minigen.arith import per_axis
+    from minigen.ops.arith import per_axis
 
     assert per_axis("stride", 2) == (2, 2)
     assert per_axis("stride", (1, 3)) == (1, 3)

@@ -4,7 +4,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from minigen.blocks import ConvDecoder, ConvEncoder, layer_shapes
+from minigen.nn.conv import ConvDecoder, ConvEncoder
+from minigen.core.summary import layer_shapes
 
 WIDTHS = st.lists(st.integers(1, 12), min_size=1, max_size=3).map(tuple)
 

@@ -12,23 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.path import Path as Polygon
 
-from minigen.data import (
-    COLOURS,
-    SHAPES,
-    SIZE_FRACTION,
-    SIZES,
-    SceneObject,
-    Scenes,
-    ShapesWorld,
-    _mix64,
-    _uniform,
-    caption,
-    cell_names,
-    grace_hopper,
-    load_torchvision,
-    min_resolution,
-    render,
-)
+from minigen.data.shapes import (COLOURS, SHAPES, SIZE_FRACTION, SIZES, SceneObject, Scenes,
+    ShapesWorld, _mix64, _uniform, caption, cell_names, min_resolution, render)
+from minigen.data.photo import grace_hopper
+from minigen.data.torchvision import load_torchvision
 
 RGB = torch.tensor(list(COLOURS.values()))  # (colours, 3)
 NAMES_3X3 = ["top left", "top", "top right", "left", "centre", "right", "bottom left", "bottom", "bottom right"]

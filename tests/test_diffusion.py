@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from minigen import diffusion
-from minigen.diffusion import (NoiseSchedule, ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps,
-                               ddpm_sample, guided_prediction, loss_weights, posterior_mean, q_sample, q_step,
-                               target, to_eps_and_x0, train_diffusion)
-from minigen.runtime import choose_precision
+from minigen.diffusion.schedule import NoiseSchedule, q_sample, q_step
+from minigen.diffusion.sampling import (ddim_invert, ddim_sample, ddim_sigma, ddim_step,
+    ddim_timesteps, ddpm_sample, guided_prediction, posterior_mean)
+from minigen.diffusion.objectives import loss_weights, target, to_eps_and_x0
+from minigen.diffusion.training import train_diffusion
+from minigen.core.runtime import choose_precision
 
 SCHEDULES = {name: NoiseSchedule.named(name) for name in diffusion.SCHEDULES}
 FP32 = choose_precision("cpu", dtype="fp32")

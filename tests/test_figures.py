@@ -11,8 +11,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from minigen import arith, figures
-from minigen.arith import Layer
+from minigen.ops import arith
+from minigen.viz import conv_figures as figures
+from minigen.ops.arith import Layer
 
 
 def _valid_conv(i, k, s, p, d):

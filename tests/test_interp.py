@@ -6,16 +6,9 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minigen.data import grace_hopper
-from minigen.interp import (
-    cubic_kernel,
-    explain_pil_difference,
-    interpolate,
-    linear_kernel,
-    pil_resize,
-    resample_matrix,
-    source_coordinates,
-)
+from minigen.data.photo import grace_hopper
+from minigen.ops.interp import (cubic_kernel, explain_pil_difference, interpolate,
+    linear_kernel, pil_resize, resample_matrix, source_coordinates)
 
 sizes = st.integers(1, 12)
 out_sizes = st.integers(1, 25)

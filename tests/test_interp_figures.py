@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from minigen import interp_figures
-from minigen.data import grace_hopper
+from minigen.viz import interp_figures
+from minigen.data.photo import grace_hopper
 
 
 def test_kernel_figure_has_four_labelled_curves():

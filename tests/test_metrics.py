@@ -6,10 +6,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigen.data import ShapesWorld
-from minigen.metrics import (frechet_distance, frechet_distance_of, frechet_oracle_distance, gaussian_stats,
-                             oracle_features)
-from minigen.oracle import Oracle
+from minigen.data.shapes import ShapesWorld
+from minigen.eval.metrics import (frechet_distance, frechet_distance_of,
+    frechet_oracle_distance, gaussian_stats, oracle_features)
+from minigen.models.oracle import Oracle
 
 
 def random_covariance(dims, generator):

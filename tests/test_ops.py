@@ -5,16 +5,9 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minigen.arith import effective_kernel
-from minigen.ops import (
-    avg_pool2d,
-    conv2d,
-    conv2d_loops,
-    global_avg_pool2d,
-    global_max_pool2d,
-    max_pool2d,
-    sliding_windows,
-)
+from minigen.ops.arith import effective_kernel
+from minigen.ops.conv import (avg_pool2d, conv2d, conv2d_loops, global_avg_pool2d,
+    global_max_pool2d, max_pool2d, sliding_windows)
 
 SWEEP = settings(max_examples=120, deadline=None)
 f64 = torch.float64

@@ -2,10 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigen.data import ShapesWorld
-from minigen.oracle import (ATTRIBUTES, Oracle, accuracy, attribute_frequencies, evaluate, first_object, load_oracle,
-                            oracle_loss, parse, total_variation, train_oracle)
-from minigen.runtime import Precision
+from minigen.data.shapes import ShapesWorld
+from minigen.models.oracle import (ATTRIBUTES, Oracle, accuracy, attribute_frequencies,
+    evaluate, first_object, load_oracle, oracle_loss, parse, train_oracle)
+from minigen.eval.metrics import total_variation
+from minigen.core.runtime import Precision
 
 WORLD = ShapesWorld()
 FP32 = Precision(torch.device("cpu"), torch.float32)

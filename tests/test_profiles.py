@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from minigen.profiles import PROFILES, current_profile, pick
+from minigen.core.profiles import PROFILES, current_profile, pick
 
 
 @pytest.mark.parametrize("raw, expected", [("smoke", "smoke"), (" CPU ", "cpu"), ("Gpu\n", "gpu")])

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from minigen.runtime import (Precision, choose_precision, cpu_supports_bf16, default_device, provenance,
-                             seed_everything)
+from minigen.core.runtime import (Precision, choose_precision, cpu_supports_bf16,
+    default_device, provenance, seed_everything)
 
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -5,12 +5,12 @@ import textwrap
 import pytest
 import torch
 
-import minigen.show
-from minigen.show import Source, show
-from minigen.train import EMA, History
+import minigen.core.show
+from minigen.core.show import Source, show
+from minigen.core.train import EMA, History
 
 
-@pytest.mark.parametrize("obj", [show, Source, History, EMA.update, minigen.show], ids=lambda o: o.__name__)
+@pytest.mark.parametrize("obj", [show, Source, History, EMA.update, minigen.core.show], ids=lambda o: o.__name__)
 def test_source_is_the_dedented_getsource(obj):
     source = show(obj)
     expected = inspect.getsource(obj)

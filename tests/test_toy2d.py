@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-from minigen.diffusion import NoiseSchedule, train_diffusion
-from minigen.runtime import choose_precision
-from minigen.toy2d import GaussianMixture2d, ToyDenoiser, eps_error
+from minigen.diffusion.schedule import NoiseSchedule
+from minigen.diffusion.training import train_diffusion
+from minigen.core.runtime import choose_precision
+from minigen.diffusion.toy2d import GaussianMixture2d, ToyDenoiser, eps_error
 
 MIXTURE = GaussianMixture2d.ring(components=6, radius=1.0, std=0.1)
 

@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from minigen.runtime import Precision
-from minigen.train import EMA, History, NonFiniteLossError, load_checkpoint, save_checkpoint, train
+from minigen.core.runtime import Precision
+from minigen.core.train import (EMA, History, NonFiniteLossError, load_checkpoint,
+    save_checkpoint, train)
 
 CPU = torch.device("cpu")
 FP32 = Precision(CPU, torch.float32)

@@ -7,7 +7,10 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from minigen.unet import ResidualBlock, SelfAttention2d, UNet, timestep_embedding
+from minigen.nn.residual import ResidualBlock
+from minigen.nn.attention import SelfAttention2d
+from minigen.models.unet import UNet
+from minigen.nn.embeddings import timestep_embedding
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -7,23 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from minigen.data import ShapesWorld
-from minigen.upsample import (
-    UPSAMPLERS,
-    PixelShuffleUp,
-    Upsampler2x,
-    artifact_scores,
-    artifact_scores_of,
-    checkerboard_score,
-    conv_transpose2d,
-    conv_transpose2d_scatter,
-    insert_zeros,
-    make_upsampler,
-    pixel_shuffle,
-    pixel_unshuffle,
-    psnr,
-    train_upsampler,
-)
+from minigen.data.shapes import ShapesWorld
+from minigen.nn.resample import UPSAMPLERS, PixelShuffleUp, make_upsampler
+from minigen.models.upsampler import (Upsampler2x, artifact_scores, artifact_scores_of,
+    train_upsampler)
+from minigen.ops.upsample import (checkerboard_score, conv_transpose2d,
+    conv_transpose2d_scatter, insert_zeros, pixel_shuffle, pixel_unshuffle)
+from minigen.eval.metrics import psnr
 
 
 @st.composite

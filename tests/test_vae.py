@@ -7,29 +7,12 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.distributions import Bernoulli, MultivariateNormal, Normal, kl_divergence
 
-from minigen.data import ShapesWorld
-from minigen.runtime import choose_precision
-from minigen.vae import (
-    VAE,
-    active_units,
-    bernoulli_log_likelihood,
-    bits_per_dim,
-    elbo,
-    encode_mean,
-    gaussian_kl,
-    gaussian_log_likelihood,
-    gradient_variance,
-    interpolate,
-    latent_grid,
-    negative_elbo_nats,
-    reparam_gradient,
-    reparameterize,
-    sample,
-    score_function_gradient,
-    toy_gradient,
-    toy_objective,
-    train_vae,
-)
+from minigen.data.shapes import ShapesWorld
+from minigen.core.runtime import choose_precision
+from minigen.models.vae import (VAE, active_units, bernoulli_log_likelihood, bits_per_dim,
+    elbo, encode_mean, gaussian_kl, gaussian_log_likelihood, gradient_variance, interpolate,
+    latent_grid, negative_elbo_nats, reparam_gradient, reparameterize, sample,
+    score_function_gradient, toy_gradient, toy_objective, train_vae)
 
 TINY_WIDTHS = (8, 8, 16)
 

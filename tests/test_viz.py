@@ -9,8 +9,8 @@ import torch  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from minigen.train import History  # noqa: E402
-from minigen.viz import image_grid, plot_history, to_numpy_image  # noqa: E402
+from minigen.core.train import History
+from minigen.viz.grids import image_grid, plot_history, to_numpy_image
 
 
 @pytest.fixture(autouse=True)

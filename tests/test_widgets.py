@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigen import arith
-from minigen.widgets import ConvExplorer, InterpolationExplorer, conv_explorer, interpolation_explorer
+from minigen.ops import arith
+from minigen.viz.widgets import (ConvExplorer, InterpolationExplorer, conv_explorer,
+    interpolation_explorer)
 
 PNG_SIGNATURE = b"\x89PNG"
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce
 
-from minigen.ops import avg_pool2d, conv2d
+from minigen.ops.conv import avg_pool2d, conv2d
 
 Downsampler = Callable[..., torch.Tensor]  # fn(x, factor=...) : (B, C, H, W) -> (B, C, H/factor, W/factor)
 

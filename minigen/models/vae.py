@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minigen.blocks import ConvDecoder, ConvEncoder
-from minigen.data import ShapesWorld
-from minigen.runtime import Precision, choose_precision, seed_everything
-from minigen.train import History, train
+from minigen.nn.conv import ConvDecoder, ConvEncoder
+from minigen.data.shapes import ShapesWorld
+from minigen.core.runtime import Precision, choose_precision, seed_everything
+from minigen.core.train import History, train
 
 LIKELIHOODS: tuple[str, ...] = ("bernoulli", "gaussian")
 DEFAULT_LOG_SIGMA = math.log(0.1)  # the Gaussian decoder's fixed noise: sigma = 0.1 on [0, 1] intensities

@@ -19,7 +19,7 @@ import torch
 from einops import einsum
 from torch import Tensor
 
-from minigen.arith import per_axis
+from minigen.ops.arith import per_axis
 
 MODES = ("nearest", "nearest-exact", "bilinear", "bicubic")
 _MODE_ALIASES = {"linear": "bilinear", "cubic": "bicubic"}  # 1-D names for the same rules

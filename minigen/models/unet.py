@@ -20,125 +20,18 @@ the output means (the noise eps, the clean image x0 or the velocity v) is the tr
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
-from einops import rearrange
 from torch import nn
 
-from minigen.blocks import MAX_GROUPS, _check_int, norm_act
-from minigen.upsample import ResizeConvUp
-
-
-def _check_dropout(dropout: float) -> None:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-
-
-def _zero_init(module: nn.Module) -> nn.Module:
-    """Set every parameter of `module` to 0 and return it; a zero last layer makes its branch output 0."""
-    for parameter in module.parameters():
-        nn.init.zeros_(parameter)
-    return module
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding of (B,) timesteps (int or float) -> (B, dim) float32.
-
-    With half = dim / 2 and w_i = max_period^(-i / half), i = 0..half-1, the first half is cos(t w_i) and the
-    second half sin(t w_i): the frequencies run geometrically from 1 down to about 1 / max_period, so that
-    nearby timesteps differ in the fast coordinates and distant ones in the slow coordinates. dim must be even.
-    """
-    _check_int("dim", dim)
-    if dim % 2:
-        raise ValueError(f"dim must be even (half cosines, half sines), got {dim}")
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"t must be a tensor of timesteps (B,), got {type(t).__name__}")
-    if t.dim() != 1:
-        raise ValueError(f"t must be a 1-d tensor of timesteps (B,), got shape {tuple(t.shape)}")
-    if t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"t must hold integer or real timesteps, got {t.dtype}")
-    half = dim // 2
-    steps = torch.arange(half, dtype=torch.float32, device=t.device) / half  # (half,), i / half
-    frequencies = torch.exp(-math.log(max_period) * steps)  # w_i = max_period^(-i / half)
-    angles = t.float()[:, None] * frequencies[None, :]  # (B, half), t w_i
-    return torch.cat([angles.cos(), angles.sin()], dim=1)  # (B, dim)
-
-
-class ResidualBlock(nn.Module):
-    """x -> norm_act -> conv3x3 -> GroupNorm, scaled and shifted by the embedding -> SiLU -> dropout -> conv3x3,
-    plus the skip.
-
-    The embedding enters as h = GroupNorm(h) * (1 + scale) + shift with (scale, shift) = Linear(SiLU(emb)) per
-    channel, the "scale-shift norm" of A. Nichol, P. Dhariwal, "Improved Denoising Diffusion Probabilistic
-    Models", ICML 2021. Adding the embedding *before* a GroupNorm, as the first DDPM did, lets the norm
-    subtract most of it again (all of it when a group holds one channel); after the norm it always acts.
-    The skip is the identity, or a 1x1 convolution when c_in != c_out. The second 3x3 convolution starts at
-    zero, so a fresh block returns its skip path exactly: deep stacks start near the identity.
-    """
-
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0):
-        super().__init__()
-        for name, value in (("c_in", c_in), ("c_out", c_out), ("emb_dim", emb_dim)):
-            _check_int(name, value)
-        _check_dropout(dropout)
-        self.c_in, self.emb_dim = c_in, emb_dim
-        self.in_layers = nn.Sequential(norm_act(c_in), nn.Conv2d(c_in, c_out, 3, padding=1))
-        self.emb_projection = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * c_out))   # scale and shift
-        self.out_norm = nn.GroupNorm(math.gcd(MAX_GROUPS, c_out), c_out)
-        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout),
-                                        _zero_init(nn.Conv2d(c_out, c_out, 3, padding=1)))
-        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.c_in:
-            raise ValueError(f"ResidualBlock expects x (B, {self.c_in}, H, W), got {tuple(x.shape)}")
-        if emb.shape != (x.shape[0], self.emb_dim):
-            raise ValueError(f"ResidualBlock expects emb ({x.shape[0]}, {self.emb_dim}), got {tuple(emb.shape)}")
-        h = self.in_layers(x)  # (B, c_out, H, W)
-        scale, shift = self.emb_projection(emb)[:, :, None, None].chunk(2, dim=1)  # (B, c_out, 1, 1) each
-        h = self.out_norm(h) * (1 + scale) + shift  # GroupNorm(h) (1 + scale) + shift, the same at every position
-        return self.skip(x) + self.out_layers(h)  # (B, c_out, H, W)
-
-
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v for (B, heads, N, d) queries, keys and values -> (B, heads, N, d).
-
-    The scores and the softmax are computed in float32, so bf16 autocast cannot round the weights away.
-    """
-    scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])  # (B, heads, N, N), q k^T / sqrt(d)
-    weights = scores.softmax(dim=-1).to(v.dtype)  # each row sums to 1 over the N keys
-    return weights @ v  # (B, heads, N, d)
-
-
-class SelfAttention2d(nn.Module):
-    """Multi-head self-attention over the H*W positions of a feature map, added to it as a residual.
-
-    GroupNorm, a 1x1 convolution to queries, keys and values, `heads` heads of d = C / heads channels each
-    attending over all H*W positions, then a 1x1 output convolution that starts at zero (a fresh layer is
-    the identity).
-    """
-
-    def __init__(self, channels: int, heads: int = 4):
-        super().__init__()
-        _check_int("channels", channels)
-        _check_int("heads", heads)
-        if channels % heads:
-            raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
-        self.channels, self.heads = channels, heads
-        self.norm = nn.GroupNorm(math.gcd(MAX_GROUPS, channels), channels)
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj_out = _zero_init(nn.Conv2d(channels, channels, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"SelfAttention2d expects x (B, {self.channels}, H, W), got {tuple(x.shape)}")
-        height = x.shape[2]
-        q, k, v = self.qkv(self.norm(x)).chunk(3, dim=1)  # each (B, C, H, W)
-        q, k, v = (rearrange(z, "b (n d) h w -> b n (h w) d", n=self.heads) for z in (q, k, v))  # (B, heads, HW, d)
-        out = rearrange(attention(q, k, v), "b n (h w) d -> b (n d) h w", h=height)  # (B, C, H, W)
-        return x + self.proj_out(out)
+from minigen.nn.layers import norm_act
+from minigen.nn.conv import _check_int
+from minigen.nn.resample import ResizeConvUp
+from minigen.nn.attention import SelfAttention2d
+from minigen.nn.embeddings import timestep_embedding
+from minigen.nn.layers import zero_init
+from minigen.nn.residual import ResidualBlock, _check_dropout
 
 
 class _AttentiveResidualBlock(nn.Module):
@@ -237,7 +130,7 @@ class UNet(nn.Module):
             self.up_levels.append(blocks)
             if level > 0:
                 self.upsamples.append(ResizeConvUp(channels))  # nearest x2, then 3x3 conv
-        self.out = nn.Sequential(norm_act(channels), _zero_init(nn.Conv2d(channels, in_channels, 3, padding=1)))
+        self.out = nn.Sequential(norm_act(channels), zero_init(nn.Conv2d(channels, in_channels, 3, padding=1)))
 
     def null_labels(self, batch: int, device: torch.device | str | None = None) -> torch.Tensor:
         """The all-NULL labels (batch, K): row k holds class_counts[k], the "no label" index of attribute k."""

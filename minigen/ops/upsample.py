@@ -12,28 +12,15 @@ Implements
 """
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from einops import einsum, rearrange, repeat
-from torch import nn
+from einops import einsum, rearrange
 
-from minigen.arith import per_axis, transposed_output_size
-from minigen.data import ShapesWorld
-from minigen.ops import conv2d
-from minigen.runtime import Precision, choose_precision, seed_everything
-from minigen.train import History, train
+from minigen.ops.arith import per_axis, transposed_output_size
+from minigen.ops.conv import conv2d
 
 IntPair = int | tuple[int, int]
-
-UPSAMPLERS: tuple[str, ...] = (
-    "transposed k3s2",
-    "transposed k4s2",
-    "resize-conv nearest",
-    "resize-conv bilinear",
-    "pixel shuffle",
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,89 +180,6 @@ def pixel_unshuffle(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Upsampler modules: (B, C, H, W) -> (B, C, 2H, 2W)
-# ---------------------------------------------------------------------------------------------
-
-
-def _check_channels(channels: int) -> None:
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels must be an int >= 1, got {channels!r}")
-
-
-class TransposedConvUp(nn.Module):
-    """Transposed convolution, stride 2: kernel 3 (padding 1, output_padding 1) or 4 (padding 1).
-
-    Kernel 3 is not divisible by the stride, so output pixels receive 1, 2 or 4 stamps: checkerboards.
-    """
-
-    def __init__(self, channels: int, kernel: int = 3):
-        super().__init__()
-        _check_channels(channels)
-        if kernel not in (3, 4):
-            raise ValueError(f"kernel must be 3 or 4 (the two common x2 layers), got {kernel!r}")
-        output_padding = 1 if kernel == 3 else 0  # o = 2(i - 1) - 2 + (k - 1) + a + 1 = 2i
-        self.conv = nn.ConvTranspose2d(channels, channels, kernel, stride=2, padding=1, output_padding=output_padding)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)  # (B, C, 2H, 2W)
-
-
-class ResizeConvUp(nn.Module):
-    """Resize by 2 (nearest or bilinear), then a 3x3 convolution (Odena et al. 2016)."""
-
-    def __init__(self, channels: int, mode: str = "nearest"):
-        super().__init__()
-        _check_channels(channels)
-        if mode not in ("nearest", "bilinear"):
-            raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
-        self.mode = mode
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        align = False if self.mode == "bilinear" else None  # align_corners applies to bilinear only
-        x = F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=align)  # (B, C, 2H, 2W)
-        return self.conv(x)
-
-
-class PixelShuffleUp(nn.Module):
-    """A 3x3 convolution to 4C channels, then pixel_shuffle(2) (Shi et al. 2016).
-
-    icnr: initialise the four sub-pixel kernels of each output channel identically (Aitken et al. 2017),
-    so that at initialisation the layer equals a convolution followed by nearest upsampling.
-    """
-
-    def __init__(self, channels: int, icnr: bool = False):
-        super().__init__()
-        _check_channels(channels)
-        if not isinstance(icnr, bool):
-            raise TypeError(f"icnr must be True or False, got {icnr!r}")
-        self.conv = nn.Conv2d(channels, 4 * channels, 3, padding=1)
-        if icnr:
-            with torch.no_grad():  # channels 4c..4c+3 become output channel c: give them one kernel
-                self.conv.weight.copy_(repeat(self.conv.weight[::4], "c i h w -> (c r) i h w", r=4))
-                self.conv.bias.copy_(repeat(self.conv.bias[::4], "c -> (c r)", r=4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pixel_shuffle(self.conv(x), 2)  # (B, 4C, H, W) -> (B, C, 2H, 2W)
-
-
-_FACTORIES: dict[str, Callable[[int], nn.Module]] = {
-    "transposed k3s2": lambda c: TransposedConvUp(c, kernel=3),
-    "transposed k4s2": lambda c: TransposedConvUp(c, kernel=4),
-    "resize-conv nearest": lambda c: ResizeConvUp(c, mode="nearest"),
-    "resize-conv bilinear": lambda c: ResizeConvUp(c, mode="bilinear"),
-    "pixel shuffle": lambda c: PixelShuffleUp(c),
-}
-
-
-def make_upsampler(name: str, channels: int) -> nn.Module:
-    """A freshly initialised x2 upsampler with `channels` in and out; `name` is one of UPSAMPLERS."""
-    if name not in _FACTORIES:
-        raise ValueError(f"unknown upsampler {name!r}; valid names: {', '.join(UPSAMPLERS)}")
-    return _FACTORIES[name](channels)
-
-
-# ---------------------------------------------------------------------------------------------
 # Checkerboard artifacts as a number
 # ---------------------------------------------------------------------------------------------
 
@@ -322,113 +226,3 @@ def checkerboard_score(y: torch.Tensor) -> torch.Tensor:
 def _sum_per_image(values: torch.Tensor, batch: int) -> torch.Tensor:
     """Sum of (B C, ...) values per image: -> (B,)."""
     return rearrange(values, "(b c) f h w -> b (c f h w)", b=batch).sum(dim=1)
-
-
-def artifact_scores_of(module: nn.Module, channels: int, size: int = 16, value: float = 1.0) -> dict[str, float]:
-    """Checkerboard scores of one module at a constant input (B=1, `channels`, size, size) of `value`.
-
-    "output": the score of the module's output; "gradient": the score of the gradient at the input
-    when a constant gradient (all ones) is backpropagated from the output.
-    """
-    parameter = next(module.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    x = torch.full((1, channels, size, size), float(value), device=device, requires_grad=True)
-    y = module(x)
-    (gradient,) = torch.autograd.grad(y, x, grad_outputs=torch.ones_like(y))  # dL/dx with dL/dy = 1
-    return {"output": checkerboard_score(y.detach()).item(), "gradient": checkerboard_score(gradient).item()}
-
-
-def artifact_scores(
-    name: str, channels: int = 8, size: int = 16, seeds: tuple[int, ...] = (0, 1, 2)
-) -> dict[str, float]:
-    """artifact_scores_of a freshly initialised upsampler `name`, averaged over the initialisation seeds."""
-    if not seeds:
-        raise ValueError("seeds must list at least one seed to average over")
-    totals = {"output": 0.0, "gradient": 0.0}
-    for seed in seeds:
-        torch.manual_seed(seed)
-        scores = artifact_scores_of(make_upsampler(name, channels), channels, size)
-        totals = {key: totals[key] + scores[key] for key in totals}
-    return {key: total / len(seeds) for key, total in totals.items()}
-
-
-# ---------------------------------------------------------------------------------------------
-# A small super-resolution model: 16x16 -> 32x32
-# ---------------------------------------------------------------------------------------------
-
-
-class Upsampler2x(nn.Module):
-    """conv 3x3 (3 -> C), ReLU, the x2 upsampler `name`, ReLU, conv 3x3 (C -> 3): (B, 3, H, W) -> (B, 3, 2H, 2W)."""
-
-    def __init__(self, name: str, channels: int = 32):
-        super().__init__()
-        self.name = name
-        self.layers = nn.Sequential(
-            nn.Conv2d(3, channels, 3, padding=1),
-            nn.ReLU(),
-            make_upsampler(name, channels),
-            nn.ReLU(),
-            nn.Conv2d(channels, 3, 3, padding=1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-
-def downsample(images: torch.Tensor) -> torch.Tensor:
-    """The low-resolution input the models learn to undo: 2x2 average pooling, (B, 3, H, W) -> (B, 3, H/2, W/2)."""
-    return F.avg_pool2d(images, 2)
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor, max_value: float = 1.0) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB of each image: (B, ...) -> (B,). Identical images give inf.
-
-    PSNR = 10 log10(max_value^2 / MSE).
-    """
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
-    if pred.dim() < 2:
-        raise ValueError(f"pred must have a batch axis and at least one more, got shape {tuple(pred.shape)}")
-    mse = (pred.float() - target.float()).square().flatten(1).mean(dim=1)  # (B,)
-    return 10 * torch.log10(max_value**2 / mse)
-
-
-def train_upsampler(
-    name: str,
-    world: ShapesWorld,
-    steps: int,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    channels: int = 32,
-    seed: int = 0,
-    precision: Precision | None = None,
-    progress: bool = True,
-) -> tuple[Upsampler2x, History]:
-    """Train Upsampler2x(name) to map downsample(image) back to the image (MSE), on fresh renders every step.
-
-    AdamW with a cosine learning-rate decay; split "train" only (evaluate on "val" or "test").
-    """
-    if world.resolution % 2:
-        raise ValueError(f"the world's resolution must be even to halve it, got {world.resolution}")
-    precision = precision or choose_precision()
-    seed_everything(seed)
-    model = Upsampler2x(name, channels).to(precision.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-
-    def loss_fn(step: int) -> torch.Tensor:
-        images = world.scenes(range(step * batch_size, (step + 1) * batch_size), split="train").images
-        images = images.to(precision.device)  # (B, 3, H, W)
-        return F.mse_loss(model(downsample(images)).float(), images)
-
-    history = train(model, loss_fn, steps=steps, optimizer=optimizer, scheduler=schedule, precision=precision,
-                    progress=progress, desc=name)
-    return model.eval(), history
-
-
-@torch.no_grad()
-def evaluate_upsampler(model: nn.Module, world: ShapesWorld, count: int = 256, split: str = "test") -> float:
-    """Mean PSNR (dB) of `model` restoring `count` scenes of `split` from their downsampled versions."""
-    device = next(model.parameters()).device
-    images = world.scenes(count, split=split).images.to(device)  # (N, 3, H, W)
-    return psnr(model(downsample(images)).clamp(0, 1), images).mean().item()

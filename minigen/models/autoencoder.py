@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minigen.blocks import ConvDecoder, ConvEncoder
-from minigen.data import ShapesWorld
-from minigen.runtime import Precision, choose_precision, seed_everything
-from minigen.train import History, train
-from minigen.upsample import psnr
+from minigen.nn.conv import ConvDecoder, ConvEncoder
+from minigen.data.shapes import ShapesWorld
+from minigen.core.runtime import Precision, choose_precision, seed_everything
+from minigen.core.train import History, train
+from minigen.eval.metrics import psnr
 
 
 class Autoencoder(nn.Module):

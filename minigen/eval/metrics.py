@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from minigen.oracle import Oracle
+from minigen.models.oracle import Oracle
 
 POOLINGS: tuple[str, ...] = ("mean", "cells")
 
@@ -76,3 +76,23 @@ def oracle_features(oracle: Oracle, images: Tensor, pool: str = "mean", batch_si
 def frechet_oracle_distance(oracle: Oracle, images_a: Tensor, images_b: Tensor, pool: str = "mean") -> float:
     """Fréchet distance between the oracle features of two image sets (e.g. real scenes and samples)."""
     return frechet_distance_of(oracle_features(oracle, images_a, pool), oracle_features(oracle, images_b, pool))
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, max_value: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of each image: (B, ...) -> (B,). Identical images give inf.
+
+    PSNR = 10 log10(max_value^2 / MSE).
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    if pred.dim() < 2:
+        raise ValueError(f"pred must have a batch axis and at least one more, got shape {tuple(pred.shape)}")
+    mse = (pred.float() - target.float()).square().flatten(1).mean(dim=1)  # (B,)
+    return 10 * torch.log10(max_value**2 / mse)
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Total variation distance 1/2 sum |p - q| between two distributions over the same classes, in [0, 1]."""
+    if p.shape != q.shape or p.dim() != 1:
+        raise ValueError(f"p and q must be vectors of one length, got shapes {tuple(p.shape)} and {tuple(q.shape)}")
+    return 0.5 * (p.double() - q.double()).abs().sum().item()

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .runtime import Precision, choose_precision
+from minigen.core.runtime import Precision, choose_precision
 
 LossOutput = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
 POSTFIX_WINDOW = 20   # the progress bar shows the mean of the last 20 logged losses

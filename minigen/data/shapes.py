@@ -24,12 +24,9 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
-from einops import rearrange
 from torch import Tensor
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "cross")
@@ -641,58 +638,3 @@ def _describe(value: object) -> str:
     if isinstance(value, Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
     return repr(value)
-
-
-# ---------------------------------------------------------------------------------------------
-# A real photo and torchvision datasets
-# ---------------------------------------------------------------------------------------------
-
-
-def grace_hopper() -> Tensor:
-    """The portrait of Grace Hopper that matplotlib ships, as a (3, H, W) float tensor in [0, 1]."""
-    from matplotlib import cbook
-    from PIL import Image
-
-    with cbook.get_sample_data("grace_hopper.jpg") as file, Image.open(file) as photo:
-        pixels = np.array(photo.convert("RGB"))  # (H, W, 3) uint8
-    return rearrange(torch.from_numpy(pixels), "h w c -> c h w").float() / 255
-
-
-_TORCHVISION_DATASETS = {  # name -> (torchvision class, folder torchvision reads under root)
-    "mnist": ("MNIST", "MNIST/raw"),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
-}
-
-
-def load_torchvision(
-    name: str, root: str | Path, train: bool = True, download: bool = True
-) -> tuple[Tensor, Tensor]:
-    """A whole torchvision dataset as tensors: images (N, C, H, W) float in [0, 1] and labels (N,) long.
-
-    name: "mnist", "fashion-mnist" or "cifar10" (any case). Downloads into `root` unless the files are there.
-    """
-    key = name.lower()
-    if key not in _TORCHVISION_DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(_TORCHVISION_DATASETS)}")
-    try:
-        from torchvision import datasets
-    except ImportError as error:
-        raise ImportError("load_torchvision needs torchvision: pip install torchvision") from error
-    class_name, folder = _TORCHVISION_DATASETS[key]
-    try:
-        dataset = getattr(datasets, class_name)(root=root, train=train, download=download)
-    except (RuntimeError, OSError) as error:  # urllib's URLError is an OSError
-        split = "training" if train else "test"
-        attempt = "and downloading them failed: this machine seems to be offline" if download else "(download=False)"
-        raise RuntimeError(
-            f"could not load the {name} {split} set: the torchvision files are not in {Path(root) / folder} "
-            f"{attempt}. Fix: run where the internet is reachable (e.g. on Colab) with download=True, or copy "
-            f"the {class_name} files into {Path(root) / folder}. torchvision said: {error}"
-        ) from error
-    images = torch.as_tensor(dataset.data)  # MNIST: (N, H, W) uint8 tensor; CIFAR-10: (N, H, W, C) numpy
-    if images.dim() == 3:
-        images = rearrange(images, "n h w -> n 1 h w")
-    else:
-        images = rearrange(images, "n h w c -> n c h w")
-    return images.float() / 255, torch.as_tensor(dataset.targets, dtype=torch.long)

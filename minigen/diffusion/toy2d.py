@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from minigen.diffusion import NoiseSchedule, q_sample
-from minigen.unet import timestep_embedding
+from minigen.diffusion.schedule import NoiseSchedule, q_sample
+from minigen.nn.embeddings import timestep_embedding
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from einops import rearrange
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .train import History
+from minigen.core.train import History
 
 ImageLike = torch.Tensor | np.ndarray
 TOLERANCE = 1e-3   # rounding slack around [0, 1]; only values within it are clipped

@@ -21,13 +21,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
+from torch import nn
 
-from .profiles import current_profile
+import minigen
 
-_START = time.perf_counter()   # importing minigen starts the clock that provenance() reports
+from minigen.core.profiles import current_profile
+
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -114,6 +117,19 @@ def _fastest_dtype(device: torch.device) -> torch.dtype:
     return torch.float32   # the CPU without bf16 instructions, MPS and other devices
 
 
+@contextlib.contextmanager
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """Put `models` in eval mode for the block, then restore each one's own mode, even on error."""
+    modes = [model.training for model in models]
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for model, mode in zip(models, modes):
+            model.train(mode)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's `random`, NumPy and torch (which seeds every CUDA device too)."""
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -166,7 +182,7 @@ def provenance(precision: Precision | None = None) -> str:
         f"torch {torch.__version__}",
         f"minigen {version}",
         f"Python {platform.python_version()}",
-        f"wall time {_format_duration(time.perf_counter() - _START)}",
+        f"wall time {_format_duration(time.perf_counter() - minigen.IMPORTED_AT)}",
         datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     ]
     return " · ".join(parts)

@@ -14,14 +14,8 @@ import torch
 import torch.nn.functional as F
 from einops import einsum, rearrange, reduce
 
-from minigen.arith import (
-    PaddingMode,
-    conv_output_size,
-    effective_kernel,
-    per_axis,
-    pool_output_size,
-    same_padding,
-)
+from minigen.ops.arith import (PaddingMode, conv_output_size, effective_kernel, per_axis,
+    pool_output_size, same_padding)
 
 IntPair = int | tuple[int, int]
 

@@ -18,9 +18,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from minigen import interp
-from minigen.data import grace_hopper
-from minigen.viz import to_numpy_image
+from minigen.ops import interp
+from minigen.data.photo import grace_hopper
+from minigen.viz.grids import to_numpy_image
 
 MODES = ("nearest", "bilinear", "bicubic")
 

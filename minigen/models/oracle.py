@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import SceneObject, Scenes, ShapesWorld, caption
-from .runtime import Precision, choose_precision
-from .train import History, load_checkpoint, save_checkpoint, train
+from minigen.data.shapes import SceneObject, Scenes, ShapesWorld, caption
+from minigen.core.runtime import Precision, choose_precision
+from minigen.core.train import History, load_checkpoint, save_checkpoint, train
 
 ATTRIBUTES = ("shape", "colour", "size")
 
@@ -245,10 +245,3 @@ def attribute_frequencies(cells: dict[str, torch.Tensor], world: ShapesWorld) ->
         counts = torch.bincount(cells[name][occupied].flatten(), minlength=n).double()
         frequencies[name] = counts / counts.sum().clamp(min=1)
     return frequencies
-
-
-def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
-    """Total variation distance 1/2 sum |p - q| between two distributions over the same classes, in [0, 1]."""
-    if p.shape != q.shape or p.dim() != 1:
-        raise ValueError(f"p and q must be vectors of one length, got shapes {tuple(p.shape)} and {tuple(q.shape)}")
-    return 0.5 * (p.double() - q.double()).abs().sum().item()

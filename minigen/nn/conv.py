@@ -12,15 +12,13 @@
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from minigen.upsample import UPSAMPLERS, make_upsampler
-
-MAX_GROUPS = 8  # GroupNorm uses gcd(8, channels) groups, so that any width works (a width of 8 or more gets 8)
+from minigen.nn.resample import UPSAMPLERS, make_upsampler
+from minigen.nn.layers import norm_act
 
 
 def _check_int(name: str, value: Any, minimum: int = 1) -> None:
@@ -46,11 +44,6 @@ def _smallest_size(image_size: int, levels: int) -> int:
         raise ValueError(f"image_size {image_size} must be divisible by 2^{levels} = {factor} "
                          f"({levels} widths means {levels} halvings)")
     return image_size // factor
-
-
-def norm_act(channels: int) -> nn.Sequential:
-    """GroupNorm with gcd(MAX_GROUPS, channels) groups, then SiLU(x) = x sigmoid(x)."""
-    return nn.Sequential(nn.GroupNorm(math.gcd(MAX_GROUPS, channels), channels), nn.SiLU())
 
 
 class ConvEncoder(nn.Module):
@@ -116,50 +109,3 @@ class ConvDecoder(nn.Module):
         x = self.start(z).unflatten(1, (-1, self.side, self.side))  # (B, widths[0], S / 2^n, S / 2^n)
         x = self.stages(self.start_act(x))  # (B, widths[-1], S, S)
         return self.to_image(x)  # (B, out_channels, S, S) logits
-
-
-def _output_shape(output: Any) -> tuple:
-    if isinstance(output, torch.Tensor):
-        return tuple(output.shape)
-    if isinstance(output, (tuple, list)) and all(isinstance(item, torch.Tensor) for item in output):
-        return tuple(tuple(item.shape) for item in output)
-    raise TypeError(f"layer_shapes reads tensor outputs (or tuples of them), got {type(output).__name__}")
-
-
-def layer_shapes(model: nn.Module, *inputs: Any, names: Sequence[str] | None = None) -> list[tuple[str, tuple, int]]:
-    """Run `model(*inputs)` once and list (name, output shape, parameter count) for each layer, in call order.
-
-    By default a layer is a module without submodules (a convolution, a norm, an activation), or any module
-    holding parameters of its own; its count is of those own parameters, so the counts add up to the model's
-    total. Functional steps inside a module's forward (e.g. the resize of a resize-convolution) have no row of
-    their own. A layer called twice gets two rows.
-    names: list these submodules instead (e.g. the blocks of a U-Net), each with all the parameters inside it.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    modules = dict(model.named_modules())
-    if names is not None:
-        unknown = [name for name in names if name not in modules]
-        if unknown:
-            raise ValueError(f"no submodules named {unknown}; e.g. {list(modules)[1:6]}")
-        chosen = {name: sum(p.numel() for p in modules[name].parameters()) for name in names}
-    else:
-        chosen = {}
-        for name, module in modules.items():
-            own = sum(p.numel() for p in module.parameters(recurse=False))
-            if next(module.children(), None) is None or own:
-                chosen[name] = own
-    rows: list[tuple[str, tuple, int]] = []
-    handles = []
-    for name, count in chosen.items():
-        def hook(_module: nn.Module, _args: Any, output: Any, name: str = name or type(model).__name__,
-                 count: int = count) -> None:
-            rows.append((name, _output_shape(output), count))
-        handles.append(modules[name].register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(*inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return rows

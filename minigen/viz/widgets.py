@@ -23,8 +23,9 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from minigen import figures, interp, interp_figures
-from minigen.viz import to_numpy_image
+from minigen.viz import conv_figures as figures, interp_figures
+from minigen.ops import interp
+from minigen.viz.grids import to_numpy_image
 
 # name -> (description, smallest value, largest slider value by default)
 _SLIDERS: dict[str, tuple[str, int, int]] = {

@@ -25,7 +25,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from minigen import arith
+from minigen.ops import arith
 
 INPUT_COLOR = "#8fc1ea"  # blue: input pixels
 PADDING_COLOR = "white"  # white, dashed edge: zeros (padding, or zeros inserted by a transposed conv)
