@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -110,13 +110,16 @@ class History:
 def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     step: int = 0, history: History | None = None, ema: EMA | None = None,
                     scaler: torch.amp.GradScaler | None = None, extra: dict[str, Any] | None = None,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    generators: Sequence[torch.Generator] = ()) -> None:
     """Save training state to `path` atomically (a crash mid-save never leaves a broken file).
 
     extra: anything else to keep, made of tensors and plain Python values.
-    Torch's random state (CPU and CUDA) is saved too, so that a resumed run draws the same batches.
+    Torch's random state (CPU and CUDA) is saved too, and that of each of `generators` (private
+    generators a loss draws from, e.g. for label dropout), so a resumed run draws the same numbers.
     """
-    state: dict[str, Any] = {"model": model.state_dict(), "step": step, "rng": _rng_state(), "extra": extra}
+    state: dict[str, Any] = {"model": model.state_dict(), "step": step, "rng": _rng_state(generators),
+                             "extra": extra}
     optional = {"optimizer": optimizer, "ema": ema, "scaler": scaler, "scheduler": scheduler}
     state.update({name: part.state_dict() for name, part in optional.items() if part is not None})
     if history is not None:
@@ -149,15 +152,22 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     return {"step": state["step"], "history": history, "extra": state["extra"], "rng": state["rng"]}
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(generators: Sequence[torch.Generator] = ()) -> dict[str, Any]:
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+    return {"cpu": torch.get_rng_state(), "cuda": cuda,
+            "generators": [generator.get_state() for generator in generators]}
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], generators: Sequence[torch.Generator] = ()) -> None:
     torch.set_rng_state(state["cpu"].cpu())           # .cpu(): map_location may have moved it to the GPU
     if state["cuda"] and torch.cuda.is_available():   # a GPU run resumed on the CPU keeps only the CPU state
         torch.cuda.set_rng_state_all([generator_state.cpu() for generator_state in state["cuda"]])
+    saved = state.get("generators", [])
+    if len(saved) != len(generators):
+        raise ValueError(f"the checkpoint holds the state of {len(saved)} private generators, but "
+                         f"training passed {len(generators)}; resume with the same generators")
+    for generator, generator_state in zip(generators, saved):
+        generator.set_state(generator_state.cpu())
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -209,7 +219,8 @@ def train(model: nn.Module, loss_fn: Callable[[int], LossOutput], *, steps: int,
           precision: Precision | None = None, ema: EMA | None = None,
           grad_clip: float | None = None, checkpoint: str | Path | None = None,
           checkpoint_every: int | None = None, log_every: int = 1, progress: bool = True,
-          desc: str = "train", history: History | None = None) -> History:
+          desc: str = "train", history: History | None = None,
+          generators: Sequence[torch.Generator] = ()) -> History:
     """Train `model` until `steps` steps in total are done, calling `loss_fn(step)` for step 0, 1, ...
 
     scheduler: a learning-rate schedule, stepped after every optimizer step (and checkpointed).
@@ -220,6 +231,7 @@ def train(model: nn.Module, loss_fn: Callable[[int], LossOutput], *, steps: int,
         random state). It is written every `checkpoint_every` steps and at the end.
     log_every: record the loss in the History every that many steps.
     history: a History to continue (training goes on from its `completed_steps`).
+    generators: private random generators that loss_fn draws from; checkpointed and restored.
     The model is in train mode during training and is left in the mode it was found in.
     Steps whose fp16 gradients overflow are skipped by the GradScaler, as it is meant to.
     Raises NonFiniteLossError (before the optimizer step) when the loss is NaN or infinite.
@@ -242,7 +254,7 @@ def train(model: nn.Module, loss_fn: Callable[[int], LossOutput], *, steps: int,
         state = load_checkpoint(checkpoint, model, optimizer, ema, scaler_to_save, map_location=device,
                                 scheduler=scheduler)
         history = state["history"]
-        _set_rng_state(state["rng"])
+        _set_rng_state(state["rng"], generators)
     history = history if history is not None else History()
     start = history.completed_steps
     if start > steps:
@@ -250,7 +262,7 @@ def train(model: nn.Module, loss_fn: Callable[[int], LossOutput], *, steps: int,
 
     def save() -> None:
         save_checkpoint(checkpoint, model, optimizer, history.completed_steps, history, ema, scaler_to_save,
-                        scheduler=scheduler)
+                        scheduler=scheduler, generators=generators)
 
     was_training = model.training
     model.train()

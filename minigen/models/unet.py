@@ -30,7 +30,7 @@ from minigen.nn.conv import _check_int
 from minigen.nn.resample import ResizeConvUp
 from minigen.nn.attention import SelfAttention2d
 from minigen.nn.embeddings import timestep_embedding
-from minigen.nn.layers import zero_init
+from minigen.nn.layers import downsample, zero_init
 from minigen.nn.residual import ResidualBlock, _check_dropout
 
 
@@ -113,8 +113,7 @@ class UNet(nn.Module):
                 skip_channels.append(channels)
             self.down_levels.append(blocks)
             if level < levels - 1:
-                # o = floor((i + 2p - k) / s) + 1 = i / 2 for k = 3, p = 1, s = 2 and even i
-                self.downsamples.append(nn.Conv2d(channels, channels, 3, stride=2, padding=1))
+                self.downsamples.append(downsample(channels))  # (B, C, H/2, W/2)
                 skip_channels.append(channels)
 
         self.middle_in = ResidualBlock(channels, channels, emb_dim, dropout)

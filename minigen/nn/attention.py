@@ -26,9 +26,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from minigen.nn.layers import MAX_GROUPS
 from minigen.nn.conv import _check_int
-from minigen.nn.layers import zero_init
+from minigen.nn.layers import group_norm, zero_init
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -56,7 +55,7 @@ class SelfAttention2d(nn.Module):
         if channels % heads:
             raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
         self.channels, self.heads = channels, heads
-        self.norm = nn.GroupNorm(math.gcd(MAX_GROUPS, channels), channels)
+        self.norm = group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj_out = zero_init(nn.Conv2d(channels, channels, 1))
 

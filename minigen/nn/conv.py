@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from minigen.nn.resample import UPSAMPLERS, make_upsampler
-from minigen.nn.layers import norm_act
+from minigen.nn.layers import downsample, norm_act
 
 
 def _check_int(name: str, value: Any, minimum: int = 1) -> None:
@@ -63,8 +63,7 @@ class ConvEncoder(nn.Module):
         side = _smallest_size(image_size, len(widths))
         layers: list[nn.Module] = []
         for c_in, c_out in zip((in_channels, *widths[:-1]), widths):
-            # o = floor((i + 2p - k) / s) + 1 = i / 2 for k = 3, p = 1, s = 2 and even i
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), norm_act(c_out)]
+            layers += [downsample(c_in, c_out), norm_act(c_out)]  # (B, c_out, H/2, W/2)
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(widths[-1] * side * side, out_features)
 

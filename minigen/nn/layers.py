@@ -1,22 +1,13 @@
-"""The diffusion U-Net: residual blocks, a sinusoidal time embedding, self-attention and class conditioning.
+"""Small layers that every network of the book is built from.
 
-Implements
-- the U-Net of J. Ho, A. Jain, P. Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020: residual
-  blocks with GroupNorm and SiLU that the time embedding conditions, self-attention at the low
-  resolutions (16x16 in the paper), zero-initialised last convolutions so that a fresh network is close to
-  the identity on its skip paths;
-- the encoder-decoder with skip connections from each encoder resolution to the decoder's, O. Ronneberger,
-  P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015;
-- the scale-shift conditioning of each block, GroupNorm(h) (1 + scale) + shift, of A. Nichol, P. Dhariwal,
-  "Improved Denoising Diffusion Probabilistic Models", ICML 2021;
-- the sinusoidal embedding and scaled dot-product multi-head attention of A. Vaswani et al., "Attention Is
-  All You Need", NeurIPS 2017;
-- class conditioning with a learned NULL label per attribute, so that one network predicts both the
-  conditional and the unconditional output, the ingredient of J. Ho, T. Salimans, "Classifier-Free
-  Diffusion Guidance", arXiv:2207.12598 (2022).
-
-The network maps noisy images (B, C, S, S), timesteps (B,) and optional labels (B, K) to (B, C, S, S); what
-the output means (the noise eps, the clean image x0 or the velocity v) is the training loss's choice.
+- GroupNorm, Y. Wu, K. He, "Group Normalization", ECCV 2018, with SiLU(x) = x sigmoid(x),
+  S. Elfwing et al. 2018 ("Swish", P. Ramachandran et al. 2017): the pairing of DDPM-style
+  U-Nets. GroupNorm normalises each image on its own, so a model behaves the same in train and
+  eval mode and on a batch of one, which generators need.
+- Zero initialisation of a branch's last layer, so that a fresh residual block is the identity
+  (the DDPM U-Net of J. Ho et al. 2020; "Fixup", H. Zhang et al., ICLR 2019).
+- Halving the resolution with a stride-2 3x3 convolution, the downsampling of the
+  all-convolutional net, J. T. Springenberg et al., "Striving for Simplicity", ICLR-W 2015.
 """
 from __future__ import annotations
 
@@ -24,17 +15,34 @@ import math
 
 from torch import nn
 
+from minigen.core.validators import check_int
+
+MAX_GROUPS = 8   # GroupNorm uses gcd(8, channels) groups: any width works, 8 or more gets 8
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm over `channels` with gcd(MAX_GROUPS, channels) groups."""
+    channels = check_int("channels", channels)
+    return nn.GroupNorm(math.gcd(MAX_GROUPS, channels), channels)
+
+
+def norm_act(channels: int) -> nn.Sequential:
+    """group_norm(channels), then SiLU."""
+    return nn.Sequential(group_norm(channels), nn.SiLU())
 
 
 def zero_init(module: nn.Module) -> nn.Module:
-    """Set every parameter of `module` to 0 and return it; a zero last layer makes its branch output 0."""
+    """Set every parameter of `module` to 0 and return it: the branch it ends outputs 0."""
     for parameter in module.parameters():
         nn.init.zeros_(parameter)
     return module
 
-MAX_GROUPS = 8  # GroupNorm uses gcd(8, channels) groups, so that any width works (a width of 8 or more gets 8)
 
+def downsample(c_in: int, c_out: int | None = None) -> nn.Conv2d:
+    """A stride-2 3x3 convolution: (B, c_in, H, W) -> (B, c_out, H/2, W/2) for even H, W.
 
-def norm_act(channels: int) -> nn.Sequential:
-    """GroupNorm with gcd(MAX_GROUPS, channels) groups, then SiLU(x) = x sigmoid(x)."""
-    return nn.Sequential(nn.GroupNorm(math.gcd(MAX_GROUPS, channels), channels), nn.SiLU())
+    o = floor((i + 2p - k) / s) + 1 = i / 2 for k = 3, p = 1, s = 2 and even i.
+    """
+    c_in = check_int("c_in", c_in)
+    c_out = c_in if c_out is None else check_int("c_out", c_out)
+    return nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)

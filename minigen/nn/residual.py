@@ -20,14 +20,13 @@ the output means (the noise eps, the clean image x0 or the velocity v) is the tr
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
 
-from minigen.nn.layers import MAX_GROUPS, norm_act
+from minigen.nn.layers import norm_act
 from minigen.nn.conv import _check_int
-from minigen.nn.layers import zero_init
+from minigen.nn.layers import group_norm, zero_init
 
 
 def _check_dropout(dropout: float) -> None:
@@ -55,7 +54,7 @@ class ResidualBlock(nn.Module):
         self.c_in, self.emb_dim = c_in, emb_dim
         self.in_layers = nn.Sequential(norm_act(c_in), nn.Conv2d(c_in, c_out, 3, padding=1))
         self.emb_projection = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * c_out))   # scale and shift
-        self.out_norm = nn.GroupNorm(math.gcd(MAX_GROUPS, c_out), c_out)
+        self.out_norm = group_norm(c_out)
         self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout),
                                         zero_init(nn.Conv2d(c_out, c_out, 3, padding=1)))
         self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
