@@ -1,0 +1,51 @@
+"""Exercises of chapters 1 to 5, checked automatically.
+
+The reader writes a function; a checker runs it on deterministic cases (hand-picked
+corners first, then seeded random ones) and compares every answer with what torch
+itself does: the real output shape of ``F.conv2d`` and ``F.conv_transpose2d``, the
+values of ``F.max_pool2d``, the gradient footprint of a stack of convolutions, the
+weights ``F.interpolate`` gives each input pixel, the values of ``F.pixel_shuffle``,
+the mean squared error of ``F.mse_loss``, the KL divergence of
+``torch.distributions`` and the affine transform (with its gradient) of
+``torch.distributions.transforms.AffineTransform``. So a checker never trusts the
+code it teaches, and its source gives no formula away. Whatever the reader's code
+does (a wrong answer, an exception), a checker does not raise: it returns a
+:class:`CheckResult` that shows the first counterexample.
+
+The package: ``engine`` runs the cases and judges the answers; one module per
+chapter (``ch01_convolution``, ``ch02_upsampling``, ``ch03_autoencoder``,
+``ch04_vae``, ``ch05_diffusion``) holds, for each of its exercises, the checker, the
+reference and the cases one after another, and names the papers. A new chapter adds
+a module and re-exports its checkers here, so that a notebook calls
+``exercises.check_conv_output_size(my_fn)``.
+"""
+
+from minigen.exercises.ch01_convolution import (
+    check_conv_output_size,
+    check_max_pool2d,
+    check_receptive_field,
+    check_transposed_output_size,
+)
+from minigen.exercises.ch02_upsampling import (
+    check_bilinear_weights,
+    check_pixel_shuffle,
+)
+from minigen.exercises.ch03_autoencoder import check_psnr
+from minigen.exercises.ch04_vae import check_gaussian_kl, check_reparameterize
+from minigen.exercises.ch05_diffusion import check_ddim_step, check_q_sample
+from minigen.exercises.engine import CheckResult
+
+__all__ = [
+    "CheckResult",
+    "check_conv_output_size",
+    "check_transposed_output_size",
+    "check_max_pool2d",
+    "check_receptive_field",
+    "check_bilinear_weights",
+    "check_pixel_shuffle",
+    "check_psnr",
+    "check_gaussian_kl",
+    "check_reparameterize",
+    "check_q_sample",
+    "check_ddim_step",
+]

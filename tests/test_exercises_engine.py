@@ -1,0 +1,233 @@
+"""The exercise package as a whole: every checker the notebooks call is importable from
+minigen.exercises, and the engine (minigen.exercises.engine) reports unfinished, crashing
+and misused code instead of raising, for every checker."""
+
+import inspect
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from minigen import exercises
+from minigen.exercises import (
+    ch01_convolution,
+    ch02_upsampling,
+    ch03_autoencoder,
+    ch04_vae,
+    ch05_diffusion,
+    engine,
+)
+from minigen.exercises.engine import CheckResult, judge_size, run
+
+CHAPTERS = [
+    ch01_convolution,
+    ch02_upsampling,
+    ch03_autoencoder,
+    ch04_vae,
+    ch05_diffusion,
+]
+CHECKERS = [
+    getattr(exercises, name)
+    for name in exercises.__all__
+    if name.startswith("check_")
+]
+CASE_GENERATORS = [
+    function
+    for chapter in CHAPTERS
+    for name, function in vars(chapter).items()
+    if name.endswith("_cases") and inspect.isfunction(function)
+]
+NOTEBOOKS = sorted(Path(__file__).parents[1].glob("notebooks/*.ipynb"))
+
+
+# --- the package re-exports every checker
+
+
+def test_every_name_the_notebooks_use_is_exported():
+    used = set()
+    for notebook in NOTEBOOKS:
+        for cell in json.loads(notebook.read_text())["cells"]:
+            used |= set(re.findall(r"\bexercises\.(\w+)", "".join(cell["source"])))
+    assert len(used) >= 11, used  # at least every checker of chapters 1-5
+    assert used <= set(exercises.__all__)
+    assert all(callable(getattr(exercises, name)) for name in used)
+
+
+def test_every_checker_of_every_chapter_is_exported_once():
+    defined = {
+        name: chapter
+        for chapter in CHAPTERS
+        for name in vars(chapter)
+        if name.startswith("check_")
+        and getattr(chapter, name).__module__ == chapter.__name__
+    }
+    assert sorted(defined) == sorted(function.__name__ for function in CHECKERS)
+    for name, chapter in defined.items():
+        assert getattr(exercises, name) is getattr(chapter, name)
+    assert exercises.CheckResult is engine.CheckResult
+
+
+# --- every checker: unfinished and misused
+
+
+@pytest.mark.parametrize("check", CHECKERS, ids=lambda check: check.__name__)
+def test_a_stub_is_not_attempted_yet(check):
+    def stub(*args):
+        raise NotImplementedError
+
+    result = check(stub)
+    assert isinstance(result, CheckResult)
+    assert not result.passed and not result.attempted and result.cases == 1
+    assert (
+        repr(result)
+        == f"⏳ {result.name}: not attempted yet: your function raised NotImplementedError"
+    )
+
+
+@pytest.mark.parametrize("check", CHECKERS, ids=lambda check: check.__name__)
+@pytest.mark.parametrize("not_a_function", [3, "my_function", torch.zeros(3), None])
+def test_a_non_callable_is_a_type_error_that_names_the_checker(
+    check, not_a_function
+):
+    name = check.__name__.removeprefix("check_")
+    with pytest.raises(
+        TypeError,
+        match=rf"check_{name} must be your function itself, e\.g\. "
+        rf"check_{name}\(my_{name}\) \(pass it without calling it\), got ",
+    ):
+        check(not_a_function)
+
+
+@pytest.mark.parametrize("check", CHECKERS, ids=lambda check: check.__name__)
+def test_a_crash_on_the_first_case_is_reported_not_raised(check):
+    def crashes(*args):
+        raise RuntimeError("boom")
+
+    result = check(crashes)
+    assert not result.passed and result.attempted and result.cases == 1
+    assert isinstance(result.got, RuntimeError)
+    assert result.message.endswith("but your function raised RuntimeError: boom")
+
+
+# --- the engine itself, on a toy exercise: the square of an int
+
+
+def square_cases():
+    return [dict(x=x) for x in range(-3, 4)]
+
+
+def check_square(fn):
+    return run("square", fn, square_cases(), lambda x: x * x, judge_size)
+
+
+def test_run_passes_a_right_answer_on_every_case():
+    calls = []
+    result = check_square(lambda x: calls.append(x) or x * x)
+    assert result.passed and result.cases == 7 and calls == list(range(-3, 4))
+    assert repr(result) == "✅ square: passed 7 cases"
+
+
+def test_run_stops_at_the_first_wrong_value():
+    result = check_square(
+        lambda x: abs(x) * x
+    )  # wrong for negative x only: -3 first
+    assert not result.passed and result.cases == 1
+    assert (result.counterexample, result.expected, result.got) == (
+        dict(x=-3),
+        9,
+        -9,
+    )
+    assert repr(result) == "❌ square: x=-3 → expected 9, got -9"
+
+
+def test_run_reports_a_type_problem_only_if_no_value_is_wrong():
+    right_but_float = check_square(lambda x: float(x * x))
+    assert not right_but_float.passed and right_but_float.cases == 1
+    assert "the right value, but a size counts positions" in right_but_float.message
+    later_wrong = check_square(lambda x: float(x * x) if x < 0 else x * x + 1)
+    assert later_wrong.counterexample == dict(x=0) and later_wrong.got == 1
+
+
+def test_run_points_out_a_missing_return():
+    result = check_square(lambda x: None)
+    assert (
+        result.message
+        == "x=-3 → expected 9, got None: does your function return it?"
+    )
+
+
+def test_a_judge_that_cannot_compare_counts_as_unequal():
+    class Incomparable:
+        def __eq__(self, other):
+            raise ValueError("no")
+
+    result = check_square(lambda x: Incomparable())
+    assert not result.passed and result.message.startswith(
+        "x=-3 → expected 9, got <"
+    )
+
+
+def test_wrap_is_applied_after_the_argument_check():
+    wrapped = []
+
+    def wrap(fn):
+        wrapped.append(fn)
+        return lambda x: fn(x) * 2
+
+    with pytest.raises(TypeError):
+        run("square", 3, square_cases(), lambda x: x * x, judge_size, wrap=wrap)
+    assert wrapped == []
+    result = run(
+        "square",
+        lambda x: x * x,
+        square_cases(),
+        lambda x: 2 * x * x,
+        judge_size,
+        wrap=wrap,
+    )
+    assert result.passed and len(wrapped) == 1
+
+
+def test_judge_close_hints_at_a_missing_reduction_and_points_at_the_first_wrong_value():
+    expected = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    assert engine.judge_close(expected, expected.clone()) is None
+    assert (
+        "reduce over every other axis"
+        in engine.judge_close(expected, torch.ones(3, 2)).text
+    )
+    wrong = expected.clone()
+    wrong[1] = 2.001
+    assert (
+        engine.judge_close(expected, wrong).text
+        == "values differ: out[1] should be 2, got 2.001"
+    )
+
+
+# --- the cases: the same on every run, whatever else draws random numbers
+
+
+@pytest.mark.parametrize("cases", CASE_GENERATORS, ids=lambda cases: cases.__name__)
+def test_cases_do_not_depend_on_the_global_random_state(cases):
+    torch.manual_seed(1)
+    first = cases()
+    torch.manual_seed(2)
+    torch.randn(7)
+    second = cases()
+    assert len(first) == len(second) >= 30
+    for a, b in zip(first, second, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            if torch.is_tensor(a[key]):
+                assert torch.equal(a[key], b[key])
+            else:
+                assert a[key] == b[key]
+
+
+def test_seeded_draws_from_its_own_generator_in_float64():
+    randn = engine.seeded(torch.randn, 5)
+    expected = torch.randn(
+        10, generator=torch.Generator().manual_seed(5), dtype=torch.float64
+    )
+    assert torch.equal(torch.cat([randn(4), randn(6)]), expected)
