@@ -8,12 +8,22 @@ from hypothesis import strategies as st
 from torch import nn
 
 from minigen.data.shapes import ShapesWorld
-from minigen.nn.resample import UPSAMPLERS, PixelShuffleUp, make_upsampler
-from minigen.models.upsampler import (Upsampler2x, artifact_scores, artifact_scores_of,
-    train_upsampler)
-from minigen.ops.upsample import (checkerboard_score, conv_transpose2d,
-    conv_transpose2d_scatter, insert_zeros, pixel_shuffle, pixel_unshuffle)
 from minigen.eval.metrics import psnr
+from minigen.models.upsampler import (
+    Upsampler2x,
+    artifact_scores,
+    artifact_scores_of,
+    train_upsampler,
+)
+from minigen.nn.resample import UPSAMPLERS, PixelShuffleUp, make_upsampler
+from minigen.ops.upsample import (
+    checkerboard_score,
+    conv_transpose2d,
+    conv_transpose2d_scatter,
+    insert_zeros,
+    pixel_shuffle,
+    pixel_unshuffle,
+)
 
 
 @st.composite
@@ -24,7 +34,10 @@ def transposed_cases(draw):
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ah, aw = draw(st.integers(0, max(sh, dh) - 1)), draw(st.integers(0, max(sw, dw) - 1))
+    ah, aw = (
+        draw(st.integers(0, max(sh, dh) - 1)),
+        draw(st.integers(0, max(sw, dw) - 1)),
+    )
     h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     # keep the output positive: p <= ((i - 1)s + d(k - 1) + a) / 2
     ph = draw(st.integers(0, ((h - 1) * sh + dh * (kh - 1) + ah) // 2))
@@ -32,9 +45,21 @@ def transposed_cases(draw):
     seed = draw(st.integers(0, 2**16))
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(2, c_in, h, w, dtype=torch.float64, generator=generator)
-    weight = torch.randn(c_in, c_out // groups, kh, kw, dtype=torch.float64, generator=generator)
-    bias = torch.randn(c_out, dtype=torch.float64, generator=generator) if draw(st.booleans()) else None
-    kwargs = dict(stride=(sh, sw), padding=(ph, pw), output_padding=(ah, aw), dilation=(dh, dw), groups=groups)
+    weight = torch.randn(
+        c_in, c_out // groups, kh, kw, dtype=torch.float64, generator=generator
+    )
+    bias = (
+        torch.randn(c_out, dtype=torch.float64, generator=generator)
+        if draw(st.booleans())
+        else None
+    )
+    kwargs = dict(
+        stride=(sh, sw),
+        padding=(ph, pw),
+        output_padding=(ah, aw),
+        dilation=(dh, dw),
+        groups=groups,
+    )
     return x, weight, bias, kwargs
 
 
@@ -43,7 +68,9 @@ def transposed_cases(draw):
 def test_conv_transpose2d_matches_torch(case):
     x, weight, bias, kwargs = case
     expected = F.conv_transpose2d(x, weight, bias, **kwargs)
-    torch.testing.assert_close(conv_transpose2d(x, weight, bias, **kwargs), expected)
+    torch.testing.assert_close(
+        conv_transpose2d(x, weight, bias, **kwargs), expected
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -51,14 +78,20 @@ def test_conv_transpose2d_matches_torch(case):
 def test_conv_transpose2d_scatter_matches_torch(case):
     x, weight, bias, kwargs = case
     expected = F.conv_transpose2d(x, weight, bias, **kwargs)
-    torch.testing.assert_close(conv_transpose2d_scatter(x, weight, bias, **kwargs), expected)
+    torch.testing.assert_close(
+        conv_transpose2d_scatter(x, weight, bias, **kwargs), expected
+    )
 
 
 def test_conv_transpose2d_gradient_matches_torch():
     x = torch.randn(1, 2, 4, 4, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
-    ours = torch.autograd.grad(conv_transpose2d(x, weight, stride=2, padding=1).sum(), (x, weight))
-    theirs = torch.autograd.grad(F.conv_transpose2d(x, weight, stride=2, padding=1).sum(), (x, weight))
+    ours = torch.autograd.grad(
+        conv_transpose2d(x, weight, stride=2, padding=1).sum(), (x, weight)
+    )
+    theirs = torch.autograd.grad(
+        F.conv_transpose2d(x, weight, stride=2, padding=1).sum(), (x, weight)
+    )
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b)
 
@@ -67,7 +100,9 @@ def test_transposed_conv_is_the_adjoint_of_conv():
     """<conv(u), v> = <u, conv_transpose(v)>: the transposed convolution is the convolution's transpose."""
     u = torch.randn(1, 2, 9, 9, dtype=torch.float64)
     weight = torch.randn(3, 2, 3, 3, dtype=torch.float64)
-    v = torch.randn(1, 3, 4, 4, dtype=torch.float64)  # conv of a 9x9 by k3 s2 p0 is 4x4
+    v = torch.randn(
+        1, 3, 4, 4, dtype=torch.float64
+    )  # conv of a 9x9 by k3 s2 p0 is 4x4
     left = (F.conv2d(u, weight, stride=2) * v).sum()
     right = (u * conv_transpose2d(v, weight, stride=2)).sum()
     torch.testing.assert_close(left, right)
@@ -92,6 +127,38 @@ def test_transposed_bad_input_fails_clearly(op):
         op(x, weight, bias=torch.randn(2))
     with pytest.raises(TypeError, match="float64"):
         op(x, weight.double())
+    with pytest.raises(
+        TypeError, match="^x is torch.float32 but bias is torch.float64"
+    ):
+        op(x, weight, bias=torch.randn(3, dtype=torch.float64))
+    with pytest.raises(
+        TypeError, match=r"^x must be a torch.Tensor \(B, C_in, H, W\), got list"
+    ):
+        op(x.tolist(), weight)
+    with pytest.raises(
+        ValueError,
+        match=r"^weight must be a 4-d tensor \(C_in, C_out / groups, kH, kW\)",
+    ):
+        op(x, weight[0])
+    with pytest.raises(TypeError, match="^bias must be a torch.Tensor"):
+        op(x, weight, bias=[0.0, 0.0, 0.0])
+    with pytest.raises(TypeError, match="^groups must be an int, got str '1'"):
+        op(x, weight, groups="1")
+    with pytest.raises(ValueError, match="^stride s must be an int <= 1,000,000"):
+        op(x, weight, stride=10**9)
+    with pytest.raises(TypeError, match="^padding p must be an int, got float"):
+        op(x, weight, padding=0.5)
+
+
+def test_insert_zeros_bad_input():
+    with pytest.raises(ValueError, match="^stride must be an int >= 1, got 0"):
+        insert_zeros(torch.zeros(1, 1, 2, 2), (1, 0))
+    with pytest.raises(ValueError, match="^stride must be an int <= 1,000,000"):
+        insert_zeros(torch.zeros(1, 1, 2, 2), 10**9)
+    with pytest.raises(TypeError, match="^stride must be an int, got float"):
+        insert_zeros(torch.zeros(1, 1, 2, 2), 2.0)
+    with pytest.raises(ValueError, match=r"^x must be a 4-d tensor \(B, C, H, W\)"):
+        insert_zeros(torch.zeros(2, 2), 2)
 
 
 @settings(max_examples=40, deadline=None)
@@ -109,15 +176,39 @@ def test_pixel_shuffle_bad_input():
         pixel_shuffle(torch.randn(1, 6, 2, 2), 2)
     with pytest.raises(ValueError, match="divisible by 2"):
         pixel_unshuffle(torch.randn(1, 1, 3, 4), 2)
-    with pytest.raises(ValueError, match="r must be"):
+    with pytest.raises(
+        ValueError, match="^upscale factor r must be an int >= 1, got 0"
+    ):
         pixel_shuffle(torch.randn(1, 4, 2, 2), 0)
+    with pytest.raises(
+        TypeError, match="^upscale factor r must be an int, got float 2.0"
+    ):
+        pixel_unshuffle(torch.randn(1, 1, 4, 4), 2.0)
+    with pytest.raises(
+        ValueError, match="^upscale factor r must be an int <= 1,000,000"
+    ):
+        pixel_shuffle(torch.randn(1, 4, 2, 2), 10**9)
+    with pytest.raises(
+        TypeError, match=r"^x must be a torch.Tensor \(B, C, H, W\), got list"
+    ):
+        pixel_shuffle([[1.0]], 1)
+    with pytest.raises(
+        ValueError,
+        match=r"^x must be a 4-d tensor \(B, C, H, W\), got shape \(4, 2, 2\)",
+    ):
+        pixel_unshuffle(torch.randn(4, 2, 2), 2)
 
 
 @pytest.mark.parametrize("name", UPSAMPLERS)
 def test_upsampler_shapes(name):
     module = make_upsampler(name, 5)
     assert module(torch.randn(2, 5, 7, 6)).shape == (2, 5, 14, 12)
-    assert Upsampler2x(name, channels=4)(torch.randn(2, 3, 8, 8)).shape == (2, 3, 16, 16)
+    assert Upsampler2x(name, channels=4)(torch.randn(2, 3, 8, 8)).shape == (
+        2,
+        3,
+        16,
+        16,
+    )
 
 
 def test_make_upsampler_unknown_name():
@@ -129,7 +220,9 @@ def test_transposed_module_is_the_from_scratch_op():
     module = make_upsampler("transposed k3s2", 3).double()
     x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
     conv = module.conv
-    expected = conv_transpose2d(x, conv.weight, conv.bias, stride=2, padding=1, output_padding=1)
+    expected = conv_transpose2d(
+        x, conv.weight, conv.bias, stride=2, padding=1, output_padding=1
+    )
     torch.testing.assert_close(module(x), expected)
 
 
@@ -140,10 +233,16 @@ def test_checkerboard_score_known_maps():
     stripes = ((-1.0) ** rows).expand(1, 1, 20, 20)  # (pi, 0) alone
     torch.testing.assert_close(checkerboard_score(board), torch.ones(2))
     torch.testing.assert_close(checkerboard_score(7 * stripes), torch.ones(1))
-    torch.testing.assert_close(checkerboard_score(ramp), torch.zeros(2), atol=1e-7, rtol=0)
-    torch.testing.assert_close(checkerboard_score(torch.zeros(1, 1, 9, 9)), torch.zeros(1))
+    torch.testing.assert_close(
+        checkerboard_score(ramp), torch.zeros(2), atol=1e-7, rtol=0
+    )
+    torch.testing.assert_close(
+        checkerboard_score(torch.zeros(1, 1, 9, 9)), torch.zeros(1)
+    )
     # a constant plus a small checkerboard: energy eps^2 / (c^2 + eps^2)
-    torch.testing.assert_close(checkerboard_score(2 + 0.5 * board), torch.full((2,), 0.25 / 4.25))
+    torch.testing.assert_close(
+        checkerboard_score(2 + 0.5 * board), torch.full((2,), 0.25 / 4.25)
+    )
 
 
 def test_checkerboard_score_is_scale_invariant_and_bounded():
@@ -156,25 +255,45 @@ def test_checkerboard_score_is_scale_invariant_and_bounded():
 def test_checkerboard_score_rejects_small_maps():
     with pytest.raises(ValueError, match="at least 7"):
         checkerboard_score(torch.randn(1, 1, 6, 10))
+    with pytest.raises(
+        ValueError,
+        match=r"^y must be a 4-d tensor \(B, C, H, W\), got shape \(8, 8\)",
+    ):
+        checkerboard_score(torch.randn(8, 8))
+    with pytest.raises(TypeError, match="^y must be a torch.Tensor"):
+        checkerboard_score(torch.randn(1, 1, 8, 8).numpy())
+    with pytest.raises(
+        ValueError, match=r"^y must hold at least one map, got shape \(0, 1, 8, 8\)"
+    ):
+        checkerboard_score(torch.randn(0, 1, 8, 8))
 
 
 def test_checkerboard_score_of_constant_input():
     """The issue's known inputs: resize-conv (nearest) is exactly 0, k3s2 transposed conv is not."""
-    assert artifact_scores("resize-conv nearest")["output"] == pytest.approx(0.0, abs=1e-12)
+    assert artifact_scores("resize-conv nearest")["output"] == pytest.approx(
+        0.0, abs=1e-12
+    )
     assert artifact_scores("transposed k3s2")["output"] > 0.05
 
 
 def test_icnr_removes_pixel_shuffle_checkerboard():
     torch.manual_seed(0)
     assert artifact_scores_of(PixelShuffleUp(4), 4)["output"] > 0.05
-    assert artifact_scores_of(PixelShuffleUp(4, icnr=True), 4)["output"] == pytest.approx(0.0, abs=1e-12)
+    assert artifact_scores_of(PixelShuffleUp(4, icnr=True), 4)[
+        "output"
+    ] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_gradient_score_sees_strided_convolution():
     """A stride-2 k3 convolution sends back a checkerboard gradient (Odena et al. 2016); stride 1 does not."""
     torch.manual_seed(0)
-    assert artifact_scores_of(nn.Conv2d(4, 4, 3, stride=2, padding=1), 4)["gradient"] > 0.05
-    assert artifact_scores_of(nn.Conv2d(4, 4, 3, padding=1), 4)["gradient"] == pytest.approx(0.0, abs=1e-12)
+    assert (
+        artifact_scores_of(nn.Conv2d(4, 4, 3, stride=2, padding=1), 4)["gradient"]
+        > 0.05
+    )
+    assert artifact_scores_of(nn.Conv2d(4, 4, 3, padding=1), 4)[
+        "gradient"
+    ] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_psnr_closed_form():
@@ -182,17 +301,27 @@ def test_psnr_closed_form():
     pred = target.clone()
     pred[0] += 0.1  # MSE 0.01 -> 20 dB
     pred[1, 0, 0, 0] = 1.0  # MSE 1/48 -> 10 log10(48)
-    torch.testing.assert_close(psnr(pred, target), torch.tensor([20.0, 10 * math.log10(48)]))
+    torch.testing.assert_close(
+        psnr(pred, target), torch.tensor([20.0, 10 * math.log10(48)])
+    )
     assert psnr(target, target).isinf().all()
-    torch.testing.assert_close(psnr(2 * pred, 2 * target, max_value=2.0), psnr(pred, target))
+    torch.testing.assert_close(
+        psnr(2 * pred, 2 * target, max_value=2.0), psnr(pred, target)
+    )
     with pytest.raises(ValueError, match="same shape"):
         psnr(pred, target[:1])
 
 
 def test_smoke_training_lowers_the_loss():
     world = ShapesWorld(resolution=32)
-    model, history = train_upsampler("resize-conv nearest", world, steps=30, batch_size=16, channels=8,
-                                     progress=False)
+    model, history = train_upsampler(
+        "resize-conv nearest",
+        world,
+        steps=30,
+        batch_size=16,
+        channels=8,
+        progress=False,
+    )
     assert len(history.losses) == 30
     assert sum(history.losses[-5:]) / 5 < 0.7 * sum(history.losses[:5]) / 5
     assert not model.training

@@ -1,56 +1,77 @@
-"""Convolution and pooling from scratch: a sliding dot product, a sliding max, a sliding mean.
+"""Convolution and pooling from scratch: a sliding dot product, max and mean.
 
-Implements the operations whose arithmetic V. Dumoulin and F. Visin describe in "A guide to
-convolution arithmetic for deep learning", arXiv:1603.07285 (2016), with the conventions of
-torch.nn.functional.conv2d / max_pool2d / avg_pool2d, against which the tests check them.
-Output sizes come from minigen.arith, the single source of the size arithmetic.
+Implements the operations whose arithmetic V. Dumoulin and F. Visin describe in "A
+guide to convolution arithmetic for deep learning", arXiv:1603.07285 (2016), with
+the conventions of torch.nn.functional.conv2d / max_pool2d / avg_pool2d, against
+which the tests check them. Output sizes come from minigen.ops.arith, the single
+source of the size arithmetic.
 
-Like every deep-learning library, "convolution" here is cross-correlation: the kernel is not
-flipped. (A flipped kernel is just another kernel, so a learned layer loses nothing.)
+Like every deep-learning library, "convolution" here is cross-correlation: the
+kernel is not flipped. (A flipped kernel is just another kernel, so a learned layer
+loses nothing.)
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from einops import einsum, rearrange, reduce
 
-from minigen.ops.arith import (PaddingMode, conv_output_size, effective_kernel, per_axis,
-    pool_output_size, same_padding)
+from minigen.core.validators import (
+    check_bool,
+    check_int,
+    check_optional,
+    check_tensor,
+)
+from minigen.ops.arith import (
+    PaddingMode,
+    conv_output_size,
+    effective_kernel,
+    per_axis,
+    pool_output_size,
+    same_padding,
+)
 
 IntPair = int | tuple[int, int]
+Pair = tuple[int, int]
 
 
+def _check_images(x: torch.Tensor, *, floating: bool = False) -> torch.Tensor:
+    """x as a 4-D tensor (B, C, H, W)."""
+    return check_tensor("x", x, dims=4, floating=floating, shape="(B, C, H, W)")
 
 
-def _require_images(x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x must be a 4-D tensor (B, C, H, W), got shape {tuple(x.shape)}")
-
-
-def _require_conv_inputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int) -> None:
+def _check_conv_inputs(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int
+) -> None:
     """Check that x, weight, bias and groups describe one valid convolution."""
-    _require_images(x)
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
-        raise ValueError(f"weight must be a 4-D tensor (C_out, C_in / groups, kH, kW), got {shape}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
-    channels, out_channels, channels_per_group = x.shape[1], weight.shape[0], weight.shape[1]
+    _check_images(x)
+    check_tensor("weight", weight, dims=4, shape="(C_out, C_in / groups, kH, kW)")
+    check_optional(check_tensor, "bias", bias, dims=1, shape="(C_out,)")
+    groups = check_int("groups", groups)
+    channels, out_channels = x.shape[1], weight.shape[0]
+    channels_per_group = weight.shape[1]
     if channels % groups or out_channels % groups:
         raise ValueError(
-            f"groups={groups} must divide both the input channels ({channels}) and the output channels ({out_channels})"
+            f"groups={groups} must divide both the input channels ({channels}) and "
+            f"the output channels ({out_channels})"
         )
     if channels_per_group * groups != channels:
         raise ValueError(
-            f"weight of shape {tuple(weight.shape)} expects {channels_per_group} channels per group, i.e. "
-            f"{channels_per_group * groups} input channels with groups={groups}, but x has {channels}"
+            f"weight of shape {tuple(weight.shape)} expects {channels_per_group} "
+            f"channels per group, i.e. {channels_per_group * groups} input "
+            f"channels with groups={groups}, but x has {channels}"
         )
-    if weight.dtype != x.dtype:
-        raise TypeError(f"x is {x.dtype} but weight is {weight.dtype}; convert one of them")
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        if tensor is not None and tensor.dtype != x.dtype:
+            raise TypeError(
+                f"x is {x.dtype} but {name} is {tensor.dtype}; convert one of them"
+            )
     if bias is not None and tuple(bias.shape) != (out_channels,):
-        raise ValueError(f"bias must have shape ({out_channels},), one per output channel, got {tuple(bias.shape)}")
+        raise ValueError(
+            f"bias must have shape ({out_channels},), one per output channel, "
+            f"got {tuple(bias.shape)}"
+        )
 
 
 def _conv_padding(
@@ -60,12 +81,12 @@ def _conv_padding(
     padding: IntPair | PaddingMode,
     dilation: tuple[int, int],
 ) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
-    """Output size (oH, oW) and the zero padding (left, right, top, bottom), in F.pad's order."""
-    axis_padding = (padding, padding) if isinstance(padding, str) else per_axis("padding", padding)
+    """Output size (oH, oW) and the (left, right, top, bottom) padding for F.pad."""
+    paddings = per_axis("padding", padding)  # a mode such as "same" holds for both
     before_after = []
     out_size = []
-    for size, k, s, p, d in zip(x.shape[-2:], kernel, stride, axis_padding, dilation):
-        out_size.append(conv_output_size(size, k, s, p, d))  # validates every argument
+    for size, k, s, p, d in zip(x.shape[-2:], kernel, stride, paddings, dilation):
+        out_size.append(conv_output_size(size, k, s, p, d))  # validates all
         if p == "same":
             before_after.append(same_padding(k, d))
         elif p == "valid":
@@ -76,17 +97,23 @@ def _conv_padding(
     return (out_size[0], out_size[1]), (left, right, top, bottom)
 
 
-def sliding_windows(x: torch.Tensor, kernel: IntPair, stride: IntPair = 1, dilation: IntPair = 1) -> torch.Tensor:
-    """Every kernel-sized window of x, as a view: (B, C, H, W) -> (B, C, oH, oW, kH, kW).
+def sliding_windows(
+    x: torch.Tensor, kernel: IntPair, stride: IntPair = 1, dilation: IntPair = 1
+) -> torch.Tensor:
+    """Every kernel-sized window of x, as a view (no copy).
 
-    Window (h, w) holds x[..., s*h + d*i, s*w + d*j] for i < kH, j < kW. No padding: pad first.
+    (B, C, H, W) -> (B, C, oH, oW, kH, kW): window (h, w) holds
+    x[..., s*h + d*i, s*w + d*j] for i < kH, j < kW. No padding: pad first.
     """
-    _require_images(x)
-    (kh, kw), (sh, sw), (dh, dw) = per_axis("kernel", kernel), per_axis("stride", stride), per_axis("dilation", dilation)
+    _check_images(x)
+    kh, kw = per_axis("kernel", kernel)
+    sh, sw = per_axis("stride", stride)
+    dh, dw = per_axis("dilation", dilation)
     conv_output_size(x.shape[2], kh, sh, 0, dh)  # validates the height axis
     conv_output_size(x.shape[3], kw, sw, 0, dw)  # and the width axis
     rows = x.unfold(2, effective_kernel(kh, dh), sh)  # (B, C, oH, W, kH_eff)
-    windows = rows.unfold(3, effective_kernel(kw, dw), sw)  # (B, C, oH, oW, kH_eff, kW_eff)
+    # (B, C, oH, oW, kH_eff, kW_eff)
+    windows = rows.unfold(3, effective_kernel(kw, dw), sw)
     return windows[..., ::dh, ::dw]  # (B, C, oH, oW, kH, kW): keep every d-th tap
 
 
@@ -97,13 +124,13 @@ def conv2d_loops(
     stride: IntPair = 1,
     padding: IntPair | PaddingMode = 0,
 ) -> torch.Tensor:
-    """2-D convolution by its definition: one dot product per output value, in Python loops.
+    """2-D convolution by its definition: one dot product per output, in loops.
 
-    Slow on purpose (a teaching version for tiny inputs); conv2d computes the same thing fast.
-    x: (B, C, H, W), weight: (C_out, C, kH, kW), bias: (C_out,) -> (B, C_out, oH, oW).
-    padding: as in conv2d.
+    Slow on purpose (a teaching version for tiny inputs); conv2d computes the same
+    thing fast. x: (B, C, H, W), weight: (C_out, C, kH, kW), bias: (C_out,)
+    -> (B, C_out, oH, oW). padding: as in conv2d.
     """
-    _require_conv_inputs(x, weight, bias, groups=1)
+    _check_conv_inputs(x, weight, bias, groups=1)
     kh, kw = weight.shape[-2:]
     sh, sw = per_axis("stride", stride)
     (oh, ow), pads = _conv_padding(x, (kh, kw), (sh, sw), padding, (1, 1))
@@ -114,7 +141,8 @@ def conv2d_loops(
         for o in range(out_channels):
             for h in range(oh):
                 for w in range(ow):
-                    window = x[b, :, h * sh : h * sh + kh, w * sw : w * sw + kw]  # (C, kH, kW)
+                    # (C, kH, kW)
+                    window = x[b, :, h * sh : h * sh + kh, w * sw : w * sw + kw]
                     # y[o,h,w] = sum_{c,i,j} W[o,c,i,j] x[c, s h + i, s w + j]
                     out[b, o, h, w] = (window * weight[o]).sum()
     if bias is not None:
@@ -131,16 +159,19 @@ def conv2d(
     dilation: IntPair = 1,
     groups: int = 1,
 ) -> torch.Tensor:
-    """2-D convolution (cross-correlation, as every deep-learning library computes it), as F.conv2d.
+    """2-D convolution as F.conv2d: cross-correlation, as every library computes it.
 
-    x: (B, C, H, W), weight: (C_out, C / groups, kH, kW), bias: (C_out,) -> (B, C_out, oH, oW).
-    padding: an int, a pair (pH, pW), "valid" (none) or "same" (output size = input size,
-    stride 1 only). Groups split the channels into independent convolutions.
+    x: (B, C, H, W), weight: (C_out, C / groups, kH, kW), bias: (C_out,)
+    -> (B, C_out, oH, oW). padding: an int, a pair (pH, pW), "valid" (none) or
+    "same" (output size = input size, stride 1 only). Groups split the channels
+    into independent convolutions.
     """
-    _require_conv_inputs(x, weight, bias, groups)
-    kernel, stride, dilation = tuple(weight.shape[-2:]), per_axis("stride", stride), per_axis("dilation", dilation)
+    _check_conv_inputs(x, weight, bias, groups)
+    kernel = tuple(weight.shape[-2:])
+    stride, dilation = per_axis("stride", stride), per_axis("dilation", dilation)
     _, pads = _conv_padding(x, kernel, stride, padding, dilation)
-    windows = sliding_windows(F.pad(x, pads), kernel, stride, dilation)  # (B, C, oH, oW, kH, kW)
+    # (B, C, oH, oW, kH, kW)
+    windows = sliding_windows(F.pad(x, pads), kernel, stride, dilation)
     windows = rearrange(windows, "b (g c) h w i j -> b g c h w i j", g=groups)
     weight = rearrange(weight, "(g o) c i j -> g o c i j", g=groups)
     # y[g,o,h,w] = sum_{c,i,j} W[g,o,c,i,j] x[g,c, s h + d i, s w + d j]
@@ -151,26 +182,35 @@ def conv2d(
     return out
 
 
-def _pool_padding(size: int, kernel: int, stride: int, padding: int, dilation: int, out: int) -> tuple[int, int]:
+def _pool_padding(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, out: int
+) -> tuple[int, int]:
     """(before, after) padding so that exactly `out` windows fit.
 
-    The after side may exceed `padding`: with ceil_mode the last window can hang over the right padding.
+    The after side may exceed `padding`: with ceil_mode the last window can hang
+    over the right padding.
     """
-    needed = (out - 1) * stride + effective_kernel(kernel, dilation)  # cells spanned by `out` windows
+    # cells spanned by `out` windows
+    needed = (out - 1) * stride + effective_kernel(kernel, dilation)
     return padding, max(padding, needed - size - padding)
 
 
 def _pool_setup(
-    x: torch.Tensor, kernel_size: IntPair, stride: IntPair | None, padding: IntPair, dilation: IntPair, ceil_mode: bool
-) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int, int, int]]:
-    """Kernel, stride and dilation pairs, and the (left, right, top, bottom) padding of a pooling layer."""
-    _require_images(x)
+    x: torch.Tensor,
+    kernel_size: IntPair,
+    stride: IntPair | None,
+    padding: IntPair,
+    dilation: IntPair,
+    ceil_mode: bool,
+) -> tuple[Pair, Pair, Pair, tuple[int, int, int, int]]:
+    """Kernel, stride and dilation pairs, and (left, right, top, bottom) padding."""
+    _check_images(x)
     kernel = per_axis("kernel_size", kernel_size)
     stride = kernel if stride is None else per_axis("stride", stride)
     padding, dilation = per_axis("padding", padding), per_axis("dilation", dilation)
     before_after = []
     for size, k, s, p, d in zip(x.shape[-2:], kernel, stride, padding, dilation):
-        out = pool_output_size(size, k, s, p, d, ceil_mode)  # validates every argument
+        out = pool_output_size(size, k, s, p, d, ceil_mode)  # validates all
         before_after.append(_pool_padding(size, k, s, p, d, out))
     (top, bottom), (left, right) = before_after
     return kernel, stride, dilation, (left, right, top, bottom)
@@ -184,13 +224,19 @@ def max_pool2d(
     dilation: IntPair = 1,
     ceil_mode: bool = False,
 ) -> torch.Tensor:
-    """Max pooling, as F.max_pool2d: the largest value in each window. (B, C, H, W) -> (B, C, oH, oW).
+    """Max pooling, as F.max_pool2d: the largest value in each window.
 
-    Padding is -inf, so it never wins; the stride defaults to the kernel size.
+    (B, C, H, W) -> (B, C, oH, oW). Padding is -inf, so it never wins; the stride
+    defaults to the kernel size.
     """
-    kernel, stride, dilation, pads = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode)
-    windows = sliding_windows(F.pad(x, pads, value=-torch.inf), kernel, stride, dilation)  # (B, C, oH, oW, kH, kW)
-    # y[h,w] = max_{i,j} x[s h + d i, s w + d j]; torch.max sends the gradient to the first maximum, like torch
+    kernel, stride, dilation, pads = _pool_setup(
+        x, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    padded = F.pad(x, pads, value=-torch.inf)
+    # (B, C, oH, oW, kH, kW)
+    windows = sliding_windows(padded, kernel, stride, dilation)
+    # y[h,w] = max_{i,j} x[s h + d i, s w + d j]; torch.max sends the gradient to
+    # the first maximum, like torch
     return windows.flatten(-2).max(dim=-1).values
 
 
@@ -204,33 +250,41 @@ def avg_pool2d(
 ) -> torch.Tensor:
     """Average pooling, as F.avg_pool2d. (B, C, H, W) -> (B, C, oH, oW).
 
-    Each window's sum is divided by how many cells it covers: with count_include_pad the zero
-    padding counts, otherwise only real input does; ceil_mode's overhang past the padding never counts.
+    Each window's sum is divided by how many cells it covers: with count_include_pad
+    the zero padding counts, otherwise only real input does; ceil_mode's overhang
+    past the padding never counts.
     """
-    if not isinstance(count_include_pad, bool):
-        raise TypeError(f"count_include_pad must be True or False, got {count_include_pad!r}")
-    kernel, stride, _, pads = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode)
-    sums = sliding_windows(F.pad(x, pads), kernel, stride).sum(dim=(-2, -1))  # (B, C, oH, oW)
+    check_bool("count_include_pad", count_include_pad)
+    kernel, stride, _, pads = _pool_setup(
+        x, kernel_size, stride, padding, 1, ceil_mode
+    )
+    # (B, C, oH, oW)
+    sums = sliding_windows(F.pad(x, pads), kernel, stride).sum(dim=(-2, -1))
     # The divisor is the same sliding sum over a mask of the cells that count.
     ph, pw = per_axis("padding", padding)
     height, width = x.shape[-2:]
     if count_include_pad:
-        counted = x.new_ones(1, 1, height + 2 * ph, width + 2 * pw)  # input and padding
+        # input and padding
+        counted = x.new_ones(1, 1, height + 2 * ph, width + 2 * pw)
     else:
-        counted = F.pad(x.new_ones(1, 1, height, width), (pw, pw, ph, ph))  # input only
+        # input only
+        counted = F.pad(x.new_ones(1, 1, height, width), (pw, pw, ph, ph))
     _, right, _, bottom = pads
-    counted = F.pad(counted, (0, right - pw, 0, bottom - ph))  # ceil_mode's overhang: never counted
-    divisor = sliding_windows(counted, kernel, stride).sum(dim=(-2, -1))  # (1, 1, oH, oW)
-    return sums / divisor  # y[h,w] = sum of the window / number of counted cells in it
+    # ceil_mode's overhang: never counted
+    counted = F.pad(counted, (0, right - pw, 0, bottom - ph))
+    # (1, 1, oH, oW)
+    divisor = sliding_windows(counted, kernel, stride).sum(dim=(-2, -1))
+    # y[h,w] = sum of the window / number of counted cells in it
+    return sums / divisor
 
 
 def global_avg_pool2d(x: torch.Tensor) -> torch.Tensor:
     """Mean over all positions of each channel: (B, C, H, W) -> (B, C)."""
-    _require_images(x)
+    _check_images(x, floating=True)
     return reduce(x, "b c h w -> b c", "mean")
 
 
 def global_max_pool2d(x: torch.Tensor) -> torch.Tensor:
     """Maximum over all positions of each channel: (B, C, H, W) -> (B, C)."""
-    _require_images(x)
+    _check_images(x)
     return reduce(x, "b c h w -> b c", "max")
