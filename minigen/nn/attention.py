@@ -1,69 +1,326 @@
-"""The diffusion U-Net: residual blocks, a sinusoidal time embedding, self-attention and class conditioning.
+"""Scaled dot-product attention with masks, multi-head self- and cross-attention,
+and their 2-D forms for feature maps.
 
-Implements
-- the U-Net of J. Ho, A. Jain, P. Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020: residual
-  blocks with GroupNorm and SiLU that the time embedding conditions, self-attention at the low
-  resolutions (16x16 in the paper), zero-initialised last convolutions so that a fresh network is close to
-  the identity on its skip paths;
-- the encoder-decoder with skip connections from each encoder resolution to the decoder's, O. Ronneberger,
-  P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015;
-- the scale-shift conditioning of each block, GroupNorm(h) (1 + scale) + shift, of A. Nichol, P. Dhariwal,
-  "Improved Denoising Diffusion Probabilistic Models", ICML 2021;
-- the sinusoidal embedding and scaled dot-product multi-head attention of A. Vaswani et al., "Attention Is
-  All You Need", NeurIPS 2017;
-- class conditioning with a learned NULL label per attribute, so that one network predicts both the
-  conditional and the unconditional output, the ingredient of J. Ho, T. Salimans, "Classifier-Free
-  Diffusion Guidance", arXiv:2207.12598 (2022).
+- Scaled dot-product attention softmax(q k^T / sqrt(d)) v, multi-head attention, the
+  causal mask of a decoder and the padding mask: A. Vaswani et al., "Attention Is
+  All You Need", NeurIPS 2017.
+- Self-attention over the H*W positions of a feature map, after a GroupNorm, with a
+  zero-initialised output projection and a residual: the U-Net of J. Ho, A. Jain, P.
+  Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020.
+- Cross-attention from a feature map's positions (queries) to context tokens such as
+  text states (keys and values): R. Rombach et al., "High-Resolution Image Synthesis
+  with Latent Diffusion Models", CVPR 2022.
 
-The network maps noisy images (B, C, S, S), timesteps (B,) and optional labels (B, K) to (B, C, S, S); what
-the output means (the noise eps, the clean image x0 or the velocity v) is the training loss's choice.
+Masks are boolean, True = may attend, and broadcast to (B, heads, Lq, Lk). A query
+whose keys are all masked (an empty text, say) attends to nothing and outputs 0: its
+softmax would be 0 / 0, and we set its weights to 0, as torch's
+scaled_dot_product_attention does.
 """
+
 from __future__ import annotations
 
 import math
+from functools import reduce
 
 import torch
 from einops import rearrange
-from torch import nn
+from torch import Tensor, nn
 
-from minigen.nn.conv import _check_int
-from minigen.nn.layers import group_norm, zero_init
+from minigen.core.validators import check_bool, check_int, check_tensor
+from minigen.nn.layers import CheckedModule, group_norm, zero_init
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v for (B, heads, N, d) queries, keys and values -> (B, heads, N, d).
+def attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """softmax(q k^T / sqrt(d)) v: queries q (B, heads, Lq, d), keys k
+    (B, heads, Lk, d) and values v (B, heads, Lk, d_v) -> (B, heads, Lq, d_v).
 
-    The scores and the softmax are computed in float32, so bf16 autocast cannot round the weights away.
+    mask: boolean, True = may attend, broadcastable to (B, heads, Lq, Lk). The
+    scores and the softmax run in float32 (float64 stays float64), so bf16 autocast
+    cannot round the weights away. A query whose keys are all masked outputs 0.
     """
-    scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])  # (B, heads, N, N), q k^T / sqrt(d)
-    weights = scores.softmax(dim=-1).to(v.dtype)  # each row sums to 1 over the N keys
-    return weights @ v  # (B, heads, N, d)
+    _check_attention_inputs(q, k, v, mask)
+    d = q.shape[-1]
+    precision = torch.promote_types(q.dtype, torch.float32)  # float32 at least
+    scores = (q @ k.transpose(-2, -1)).to(precision) / d**0.5  # q k^T / sqrt(d)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -math.inf)  # e^-inf = 0: no weight
+    weights = scores.softmax(dim=-1)  # (B, heads, Lq, Lk), each row sums to 1
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)  # no key at all: 0 / 0 -> 0
+    return weights.to(v.dtype) @ v  # (B, heads, Lq, d_v)
 
 
-class SelfAttention2d(nn.Module):
-    """Multi-head self-attention over the H*W positions of a feature map, added to it as a residual.
+def causal_mask(length: int, device: torch.device | str | None = None) -> Tensor:
+    """(L, L) booleans, True where key j <= query i: each token sees itself and
+    the tokens before it."""
+    length = check_int("length", length)
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
 
-    GroupNorm, a 1x1 convolution to queries, keys and values, `heads` heads of d = C / heads channels each
-    attending over all H*W positions, then a 1x1 output convolution that starts at zero (a fresh layer is
-    the identity).
+
+def padding_mask(valid: Tensor, length: int | None = None) -> Tensor:
+    """The key padding mask (B, 1, 1, Lk): each head and query sees the same keys.
+
+    valid: (B, Lk) booleans, True for a real token and False for padding; or (B,)
+    integer lengths: the first lengths[b] of the `length` tokens of sequence b are
+    real (default length: max(lengths)).
+    """
+    length = _check_padding_inputs(valid, length)
+    # lengths: key j of sequence b is real when j < lengths[b]
+    if valid.dtype != torch.bool:
+        positions = torch.arange(length, device=valid.device)  # (Lk,)
+        valid = positions[None, :] < valid[:, None]  # (B, Lk)
+    return valid[:, None, None, :]  # (B, 1, 1, Lk)
+
+
+def combine_masks(*masks: Tensor | None) -> Tensor | None:
+    """What every given mask allows (logical and, broadcast); None if none given."""
+    given = [mask for mask in masks if mask is not None]
+    return reduce(torch.logical_and, given) if given else None
+
+
+class MultiHeadAttention(CheckedModule):
+    """Multi-head attention of x (B, Lq, dim) to itself, or to a context (B, Lk,
+    context_dim) -> (B, Lq, dim).
+
+    Queries are projected from x, keys and values from the context (from x when
+    context is None: self-attention); each of the `heads` heads has d = dim / heads
+    channels, and an output projection mixes the heads. key_mask (B, Lk), True for a
+    real token, hides padding keys; causal=True lets query i see keys j <= i only
+    (self-attention only).
+    """
+
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None):
+        super().__init__()
+        self.dim, self.heads = _check_heads("dim", dim, heads)
+        self.context_dim = (
+            dim if context_dim is None else check_int("context_dim", context_dim)
+        )
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(self.context_dim, dim)
+        self.to_v = nn.Linear(self.context_dim, dim)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        # self-attention when there is no context: keys and values from x itself
+        context = x if context is None else context
+        q, k, v = (
+            rearrange(z, "b l (n d) -> b n l d", n=self.heads)  # (B, n, L, d)
+            for z in (self.to_q(x), self.to_k(context), self.to_v(context))
+        )
+        mask = combine_masks(
+            None if key_mask is None else padding_mask(key_mask),  # (B, 1, 1, Lk)
+            causal_mask(x.shape[1], x.device) if causal else None,  # (Lq, Lq)
+        )
+        out = attention(q, k, v, mask)  # (B, heads, Lq, d)
+        return self.to_out(rearrange(out, "b n l d -> b l (n d)"))  # (B, Lq, dim)
+
+    def check_inputs(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> None:
+        _check_tokens("x", x, self.dim)
+        check_bool("causal", causal)
+        if context is None and self.context_dim != self.dim:
+            raise ValueError(
+                "this MultiHeadAttention attends to a context of "
+                f"{self.context_dim} features: pass context (B, Lk, context_dim)"
+            )
+        if context is not None:
+            _check_tokens("context", context, self.context_dim, batch=x.shape[0])
+            if causal:
+                raise ValueError(
+                    "causal=True applies to self-attention only (context=None): a "
+                    "context has no order relative to the queries"
+                )
+        keys = x if context is None else context
+        if key_mask is not None:
+            _check_key_mask("key_mask", key_mask, keys.shape[:2])
+
+
+class SelfAttention2d(CheckedModule):
+    """Multi-head self-attention over the H*W positions of a feature map, added as a
+    residual.
+
+    GroupNorm, a 1x1 convolution to queries, keys and values, `heads` heads of
+    d = C / heads channels each attending over all H*W positions, then a 1x1 output
+    convolution that starts at zero (a fresh layer is the identity).
     """
 
     def __init__(self, channels: int, heads: int = 4):
         super().__init__()
-        _check_int("channels", channels)
-        _check_int("heads", heads)
-        if channels % heads:
-            raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
-        self.channels, self.heads = channels, heads
+        self.channels, self.heads = _check_heads("channels", channels, heads)
         self.norm = group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj_out = zero_init(nn.Conv2d(channels, channels, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"SelfAttention2d expects x (B, {self.channels}, H, W), got {tuple(x.shape)}")
+    def forward(self, x: Tensor) -> Tensor:
         height = x.shape[2]
         q, k, v = self.qkv(self.norm(x)).chunk(3, dim=1)  # each (B, C, H, W)
-        q, k, v = (rearrange(z, "b (n d) h w -> b n (h w) d", n=self.heads) for z in (q, k, v))  # (B, heads, HW, d)
-        out = rearrange(attention(q, k, v), "b n (h w) d -> b (n d) h w", h=height)  # (B, C, H, W)
-        return x + self.proj_out(out)
+        q, k, v = (
+            rearrange(
+                z, "b (n d) h w -> b n (h w) d", n=self.heads
+            )  # (B, n, HW, d)
+            for z in (q, k, v)
+        )
+        out = rearrange(attention(q, k, v), "b n (h w) d -> b (n d) h w", h=height)
+        return x + self.proj_out(out)  # (B, C, H, W)
+
+    def check_inputs(self, x: Tensor) -> None:
+        _check_feature_map(x, self.channels)
+
+
+class CrossAttention2d(CheckedModule):
+    """Cross-attention from the H*W positions of a feature map (queries) to context
+    tokens (B, Lk, context_dim) (keys and values), added as a residual.
+
+    GroupNorm, then MultiHeadAttention(channels, heads, context_dim) over the
+    positions as tokens, whose output projection starts at zero (a fresh layer is
+    the identity). key_mask (B, Lk), True for a real token, hides the context's
+    padding.
+    """
+
+    def __init__(self, channels: int, context_dim: int, heads: int = 4):
+        super().__init__()
+        self.channels, heads = _check_heads("channels", channels, heads)
+        self.norm = group_norm(channels)
+        self.attention = MultiHeadAttention(channels, heads, context_dim)
+        zero_init(self.attention.to_out)
+
+    def forward(
+        self, x: Tensor, context: Tensor, key_mask: Tensor | None = None
+    ) -> Tensor:
+        height = x.shape[2]
+        queries = rearrange(self.norm(x), "b c h w -> b (h w) c")  # (B, HW, C)
+        out = self.attention(queries, context, key_mask)  # (B, HW, C)
+        return x + rearrange(out, "b (h w) c -> b c h w", h=height)  # (B, C, H, W)
+
+    def check_inputs(
+        self, x: Tensor, context: Tensor, key_mask: Tensor | None = None
+    ) -> None:
+        _check_feature_map(x, self.channels)
+        # the context and its mask are checked by self.attention
+        if context is None:
+            raise ValueError(
+                "CrossAttention2d needs a context (B, Lk, context_dim), got None"
+            )
+
+
+def _check_heads(name: str, dim: int, heads: int) -> tuple[int, int]:
+    dim, heads = check_int(name, dim), check_int("heads", heads)
+    if dim % heads:
+        raise ValueError(
+            f"{name} must be divisible by heads (each head gets {name} / heads "
+            f"channels), got {name} {dim} and heads {heads}"
+        )
+    return dim, heads
+
+
+def _check_tokens(name: str, x: Tensor, dim: int, batch: int | None = None) -> None:
+    check_tensor(name, x, dims=3, floating=True, shape=f"(B, L, {dim})")
+    if x.shape[-1] != dim or (batch is not None and x.shape[0] != batch):
+        rows = "B" if batch is None else str(batch)
+        raise ValueError(
+            f"{name} must have shape ({rows}, L, {dim}), got {tuple(x.shape)}"
+        )
+
+
+def _check_feature_map(x: Tensor, channels: int) -> None:
+    check_tensor("x", x, dims=4, floating=True, shape=f"(B, {channels}, H, W)")
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"x must have shape (B, {channels}, H, W), got {tuple(x.shape)}"
+        )
+
+
+def _check_key_mask(name: str, mask: Tensor, shape: tuple[int, ...]) -> None:
+    check_tensor(name, mask, dims=2, shape="(B, Lk)")
+    if mask.dtype != torch.bool:
+        raise TypeError(
+            f"{name} must be a bool tensor (True = a real token), got {mask.dtype}"
+        )
+    if mask.shape != shape:
+        raise ValueError(
+            f"{name} must have shape {tuple(shape)} (B, Lk) to match the keys, "
+            f"got {tuple(mask.shape)}"
+        )
+
+
+def _check_attention_inputs(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None
+) -> None:
+    for name, x, shape in (
+        ("q", q, "(B, heads, Lq, d)"),
+        ("k", k, "(B, heads, Lk, d)"),
+        ("v", v, "(B, heads, Lk, d_v)"),
+    ):
+        check_tensor(name, x, dims=4, floating=True, shape=shape)
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(
+            f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}"
+        )
+    same_heads = q.shape[:2] == k.shape[:2] == v.shape[:2]
+    if not same_heads or q.shape[3] != k.shape[3] or k.shape[2] != v.shape[2]:
+        raise ValueError(
+            "q, k, v must have shapes (B, heads, Lq, d), (B, heads, Lk, d) and "
+            f"(B, heads, Lk, d_v), got {tuple(q.shape)}, {tuple(k.shape)}, "
+            f"{tuple(v.shape)}"
+        )
+    if mask is not None:
+        scores = (*q.shape[:3], k.shape[2])  # (B, heads, Lq, Lk)
+        _check_broadcast_mask(mask, scores)
+
+
+def _check_broadcast_mask(mask: Tensor, scores: tuple[int, ...]) -> None:
+    check_tensor("mask", mask, shape="broadcastable to (B, heads, Lq, Lk)")
+    if mask.dtype != torch.bool:
+        raise TypeError(
+            f"mask must be a bool tensor (True = may attend), got {mask.dtype}; "
+            "for 0/1 values use mask.bool()"
+        )
+    fits = mask.dim() <= 4 and all(
+        size in (1, target)
+        for size, target in zip(reversed(mask.shape), reversed(scores))
+    )
+    if not fits:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to "
+            f"(B, heads, Lq, Lk) = {scores}"
+        )
+
+
+def _check_padding_inputs(valid: Tensor, length: int | None) -> int:
+    """Lk, after checking `valid`: (B, Lk) bools or (B,) integer lengths."""
+    check_tensor("valid", valid, dims=(1, 2), shape="(B, Lk) bool or (B,) lengths")
+    if valid.dtype == torch.bool:
+        if valid.dim() != 2 or length is not None:
+            raise ValueError(
+                "a bool padding mask must be (B, Lk) and comes without length, got "
+                f"shape {tuple(valid.shape)} and length {length!r}"
+            )
+        return valid.shape[1]
+    if valid.dim() != 1 or valid.is_floating_point() or valid.is_complex():
+        raise TypeError(
+            "valid must be (B, Lk) bools or (B,) integer lengths, got a "
+            f"{valid.dtype} tensor of shape {tuple(valid.shape)}"
+        )
+    shortest, longest = (
+        (int(valid.min()), int(valid.max())) if valid.numel() else (0, 0)
+    )
+    length = longest if length is None else check_int("length", length, minimum=0)
+    if shortest < 0 or longest > length:
+        raise ValueError(
+            f"lengths must lie in [0, {length}], got lengths from {shortest} to "
+            f"{longest}"
+        )
+    return length
