@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= cpu
 NB      ?= notebooks/*.ipynb
 
-.PHONY: venv book test unit notebooks-smoke book-strict execute clean
+.PHONY: venv book test lint unit notebooks-smoke book-strict execute mutation clean
 
 venv: $(STAMP)
 
@@ -20,8 +20,14 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 
-# Everything CI runs: unit tests, the notebooks under nbval in the smoke profile, the strict book build.
-test: unit notebooks-smoke book
+# Everything CI runs: lint and format check, unit tests, the notebooks under nbval in the
+# smoke profile, the strict book build.
+test: lint unit notebooks-smoke book
+
+# ruff at the book's 84-character code column (configured in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check minigen tests benchmarks
+	$(VENV)/bin/ruff format --check minigen tests benchmarks
 
 unit: $(STAMP)
 	$(PY) -m pytest tests
@@ -32,6 +38,10 @@ notebooks-smoke: $(STAMP)
 # Re-execute the notebooks in place and store their outputs: make execute PROFILE=cpu NB=notebooks/01_convolution.ipynb
 execute: $(STAMP)
 	MINIGEN_PROFILE=$(PROFILE) $(VENV)/bin/jupyter execute --inplace --timeout=-1 $(NB)
+
+# Mutation testing of the diffusion and nn code, by hand (not in CI; tens of minutes).
+mutation: $(STAMP)
+	$(PY) benchmarks/mutation.py
 
 clean:
 	rm -rf _build

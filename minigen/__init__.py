@@ -2,40 +2,48 @@
 
 The package, one folder per layer of the architecture:
 
-    core/        profiles, runtime (device, precision, seeds, provenance), training loop,
-                 validators, show, layer tables
-    data/        the shapes world (scenes, captions, labels), the photo, torchvision adapters
-    ops/         chapters 1-2 from scratch: convolution arithmetic, conv and pooling,
-                 interpolation, aliasing, transposed convolution and pixel shuffle
-    nn/          building blocks: attention, transformer block, embeddings, norm layers,
-                 residual blocks, up/down samplers, conv encoder and decoder
-    diffusion/   noise schedules, objectives, samplers, training, the 2-D toy
-    models/      the chapters' models: oracle, autoencoder, VAE, U-Net, upsampler
-    eval/        metrics (PSNR, Frechet distance, TV) and the sampling-and-scoring harness
-    viz/         grids, figures, widgets (the only place that imports matplotlib/ipywidgets)
-    exercises/   the checking engine and one module of exercises per chapter
+    core/       profiles, runtime (device, precision, seeds, provenance), the
+                training loop, validators, show, layer tables
+    data/       the shapes world (scenes, captions, labels), the photo, torchvision
+    ops/        chapters 1-2 from scratch: convolution arithmetic, conv and pooling,
+                interpolation, aliasing, transposed convolution, pixel shuffle
+    nn/         building blocks: attention, transformer block, embeddings, norm
+                layers, residual blocks, up/down samplers, conv encoder and decoder
+    diffusion/  noise schedules, objectives, samplers, training, the 2-D toy
+    models/     the chapters' models: oracle, autoencoder, VAE, U-Net, upsampler
+    eval/       metrics (PSNR, Frechet distance, TV), sampling-and-scoring harness
+    viz/        grids, figures, widgets (the only place importing matplotlib)
+    exercises/  the checking engine and one module of exercises per chapter
 
-Each module names the paper it implements; the book displays the code with `minigen.show`
-and runs it. The names below are importable from `minigen` itself, loaded on first use, so that
-`import minigen.diffusion` pulls in neither matplotlib nor ipywidgets.
+Each module names the paper it implements; the book displays the code with
+`minigen.show` and runs it. The names below are importable from `minigen` itself,
+loaded on first use: `import minigen.diffusion` loads no matplotlib or ipywidgets.
 """
+
 from __future__ import annotations
 
 import importlib
 import time
 from typing import Any
 
-IMPORTED_AT = time.perf_counter()   # the clock that provenance() reports: from `import minigen`
+# The clock that provenance() reports: wall time from `import minigen`.
+IMPORTED_AT = time.perf_counter()
 
-_PUBLIC = {
+_PUBLIC = {  # module -> the public names it defines
     "core.profiles": "PROFILES current_profile pick",
-    "core.runtime": "Precision choose_precision cpu_supports_bf16 default_device eval_mode "
-                    "provenance seed_everything",
+    "core.runtime": (
+        "Precision choose_precision cpu_supports_bf16 default_device "
+        "eval_mode provenance seed_everything"
+    ),
     "core.show": "show",
     "core.summary": "layer_shapes",
-    "core.train": "EMA History NonFiniteLossError load_checkpoint save_checkpoint train",
+    "core.train": (
+        "EMA History NonFiniteLossError load_checkpoint save_checkpoint train"
+    ),
     "data.photo": "grace_hopper",
-    "data.shapes": "COLOURS SHAPES SIZES SPLITS SceneObject Scenes ShapesWorld caption render",
+    "data.shapes": (
+        "COLOURS SHAPES SIZES SPLITS SceneObject Scenes ShapesWorld caption render"
+    ),
     "data.torchvision": "load_torchvision",
     "diffusion.sampling": "ddim_sample ddpm_sample",
     "diffusion.schedule": "NoiseSchedule",
@@ -46,31 +54,62 @@ _PUBLIC = {
     "models.unet": "UNet",
     "models.upsampler": "train_upsampler",
     "models.vae": "VAE elbo gaussian_kl reparameterize train_vae",
+    "nn.attention": (
+        "CrossAttention2d MultiHeadAttention SelfAttention2d "
+        "attention causal_mask padding_mask"
+    ),
     "nn.conv": "ConvDecoder ConvEncoder",
     "nn.resample": "UPSAMPLERS make_upsampler",
-    "ops.alias": "aliasing_report blur_subsample energy_above power_spectrum zone_plate",
-    "ops.arith": "Layer ReceptiveField conv_output_size effective_kernel full_padding "
-                 "inputs_with_same_output pool_output_size receptive_field same_padding "
-                 "transposed_a transposed_output_size",
-    "ops.conv": "avg_pool2d conv2d conv2d_loops global_avg_pool2d global_max_pool2d max_pool2d "
-                "sliding_windows",
+    "nn.transformer": "TransformerBlock",
+    "ops.alias": (
+        "aliasing_report blur_subsample energy_above power_spectrum zone_plate"
+    ),
+    "ops.arith": (
+        "Layer ReceptiveField conv_output_size effective_kernel "
+        "full_padding inputs_with_same_output pool_output_size "
+        "receptive_field same_padding transposed_a "
+        "transposed_output_size"
+    ),
+    "ops.conv": (
+        "avg_pool2d conv2d conv2d_loops global_avg_pool2d "
+        "global_max_pool2d max_pool2d sliding_windows"
+    ),
     "ops.interp": "interpolate resample_matrix",
-    "ops.upsample": "checkerboard_score conv_transpose2d conv_transpose2d_scatter pixel_shuffle "
-                    "pixel_unshuffle",
-    "viz.conv_figures": "conv_animation conv_frame conv_frames_figure fan_in output_shape "
-                        "output_size_formula receptive_field_figure window_positions",
+    "ops.upsample": (
+        "checkerboard_score conv_transpose2d conv_transpose2d_scatter "
+        "pixel_shuffle pixel_unshuffle"
+    ),
+    "viz.conv_figures": (
+        "conv_animation conv_frame conv_frames_figure fan_in "
+        "output_shape output_size_formula receptive_field_figure "
+        "window_positions"
+    ),
     "viz.grids": "image_grid plot_history to_numpy_image",
-    "viz.widgets": "ConvExplorer InterpolationExplorer conv_explorer interpolation_explorer",
+    "viz.widgets": (
+        "ConvExplorer InterpolationExplorer conv_explorer interpolation_explorer"
+    ),
 }
-_HOME = {name: module for module, names in _PUBLIC.items() for name in names.split()}
-_SUBPACKAGES = ("core", "data", "ops", "nn", "diffusion", "models", "eval", "viz", "exercises")
+_HOME = {
+    name: module for module, names in _PUBLIC.items() for name in names.split()
+}
+_SUBPACKAGES = (
+    "core",
+    "data",
+    "ops",
+    "nn",
+    "diffusion",
+    "models",
+    "eval",
+    "viz",
+    "exercises",
+)
 
 __all__ = sorted([*_HOME, *_SUBPACKAGES])
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (PEP 562) and cache the name here."""
+    """Import a public name's module on first use (PEP 562); cache the name."""
     if name in _SUBPACKAGES:
         value = importlib.import_module(f"{__name__}.{name}")
     elif name in _HOME:

@@ -1,0 +1,88 @@
+"""Chapter 5's U-Net training speed (images/s), this checkout against another, in one run.
+
+    .venv/bin/python benchmarks/unet_training_speed.py --against /tmp/old_minigen
+
+Each measurement runs in a fresh subprocess that imports minigen from one checkout and times
+training steps of the chapter's U-Net (base 16, mults 1-2-2, attention at 8x8, (shape, colour)
+labels, batch 32 at 32x32, AdamW) in bf16 autocast (where the CPU has bf16 instructions) and in
+fp32. Rounds alternate between the checkouts, so slow phases of a shared machine hit both; the
+table reports the median images/s per setting and the ratio this/other.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WORKER = r"""
+import json, sys, time
+import torch
+import minigen
+torch.manual_seed(0)
+dtype, steps, warmup = sys.argv[1], int(sys.argv[2]), 5
+model = minigen.UNet(base_channels=16, channel_mults=(1, 2, 2), attention_levels=(2,),
+                     class_counts=(5, 6))
+precision = minigen.choose_precision("cpu", dtype)
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+x0 = torch.rand(32, 3, 32, 32) * 2 - 1
+labels = torch.stack([torch.randint(5, (32,)), torch.randint(6, (32,))], dim=1)
+def step():
+    t = torch.randint(1000, (32,))
+    noise = torch.randn_like(x0)
+    x_t = 0.7 * x0 + 0.7 * noise
+    with precision.autocast():
+        loss = (model(x_t, t, labels).float() - noise).square().mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+for _ in range(warmup):
+    step()
+start = time.perf_counter()
+for _ in range(steps):
+    step()
+print(json.dumps({"images_per_s": 32 * steps / (time.perf_counter() - start)}))
+"""
+
+
+def measure(root: Path, dtype: str, steps: int) -> float:
+    env_path = str(root)
+    result = subprocess.run([sys.executable, "-c", WORKER, dtype, str(steps)],
+                            capture_output=True, text=True, check=True,
+                            env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"}, cwd=root)
+    return json.loads(result.stdout.strip().splitlines()[-1])["images_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", type=Path, required=True,
+                        help="another checkout of the repository (e.g. a git worktree)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    import minigen
+
+    dtypes = ["fp32"] + (["bf16"] if minigen.cpu_supports_bf16() else [])
+    roots = {"this": ROOT, "other": args.against.resolve()}
+    speeds: dict[tuple[str, str], list[float]] = {}
+    for round_ in range(args.rounds):
+        for dtype in dtypes:
+            for name, root in roots.items():
+                speed = measure(root, dtype, args.steps)
+                speeds.setdefault((name, dtype), []).append(speed)
+                print(f"round {round_ + 1}: {name:5s} {dtype}: {speed:6.1f} images/s", flush=True)
+    print(f"\nU-Net training, batch 32 at 32x32, median of {args.rounds} rounds x {args.steps} steps")
+    print(f"{'precision':>9s} {'this':>10s} {'other':>10s} {'this/other':>11s}")
+    for dtype in dtypes:
+        this = statistics.median(speeds[("this", dtype)])
+        other = statistics.median(speeds[("other", dtype)])
+        print(f"{dtype:>9s} {this:10.1f} {other:10.1f} {this / other:11.3f}")
+
+
+if __name__ == "__main__":
+    main()
