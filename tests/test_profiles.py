@@ -4,8 +4,12 @@ import torch
 from minigen.core.profiles import PROFILES, current_profile, pick
 
 
-@pytest.mark.parametrize("raw, expected", [("smoke", "smoke"), (" CPU ", "cpu"), ("Gpu\n", "gpu")])
-def test_profile_from_env_is_trimmed_and_case_insensitive(monkeypatch, raw, expected):
+@pytest.mark.parametrize(
+    "raw, expected", [("smoke", "smoke"), (" CPU ", "cpu"), ("Gpu\n", "gpu")]
+)
+def test_profile_from_env_is_trimmed_and_case_insensitive(
+    monkeypatch, raw, expected
+):
     monkeypatch.setenv("MINIGEN_PROFILE", raw)
     assert current_profile() == expected
 

@@ -10,14 +10,19 @@ from minigen.core.show import Source, show
 from minigen.core.train import EMA, History
 
 
-@pytest.mark.parametrize("obj", [show, Source, History, EMA.update, minigen.core.show], ids=lambda o: o.__name__)
+@pytest.mark.parametrize(
+    "obj",
+    [show, Source, History, EMA.update, minigen.core.show],
+    ids=lambda o: o.__name__,
+)
 def test_source_is_the_dedented_getsource(obj):
     source = show(obj)
     expected = inspect.getsource(obj)
     assert str(source) == repr(source) == source.code
     indent = len(expected) - len(expected.lstrip(" "))
-    assert not source.code.startswith(" ")                                  # methods lose their indent
-    assert textwrap.indent(source.code, " " * indent) == expected            # and nothing else changes
+    assert not source.code.startswith(" ")  # methods lose their indent
+    # and nothing else changes
+    assert textwrap.indent(source.code, " " * indent) == expected
 
 
 def test_markdown_is_a_fenced_python_block():

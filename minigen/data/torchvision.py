@@ -1,23 +1,12 @@
-"""The book's data: a procedurally generated world of captioned shapes, one photo, torchvision adapters.
+"""MNIST, Fashion-MNIST and CIFAR-10 as whole tensors, read through torchvision.
 
-The shapes world draws scenes of coloured shapes on a coarse grid, one object per cell, with exact
-labels and a caption ("a small red circle at the top left"). Techniques it is built from:
-
-- Counter-based random numbers: every attribute is a hash of (seed, split, index, field), so a scene
-  is a pure function of its index (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
-  SC 2011), hashed with the output function of splitmix64 (Steele, Lea & Flood, "Fast splittable
-  pseudorandom number generators", OOPSLA 2014).
-- Signed distance functions of 2-D shapes (Inigo Quilez's catalogue of 2-D distance functions) and
-  anti-aliasing by analytic coverage, coverage = clamp(1/2 - sdf, 0, 1) with the sdf in pixels
-  (Green, "Improved alpha-tested magnification for vector textures and special effects", 2007).
-- Painting later objects over earlier ones with the "over" operator (Porter & Duff, "Compositing
-  digital images", SIGGRAPH 1984).
-- Held-out (colour, shape) combinations to measure compositional generalisation, as in CLEVR-CoGenT
-  (Johnson et al., "CLEVR", CVPR 2017).
-
-Also here: `grace_hopper()`, the photo matplotlib ships, and `load_torchvision` for MNIST,
-Fashion-MNIST and CIFAR-10 when the internet is reachable.
+The datasets: Y. LeCun et al., "Gradient-based learning applied to document
+recognition", Proc. IEEE 1998 (MNIST); H. Xiao, K. Rasul, R. Vollgraf,
+"Fashion-MNIST", arXiv:1708.07747, 2017; A. Krizhevsky, "Learning multiple layers of
+features from tiny images", 2009 (CIFAR-10). They need the internet once (e.g. on
+Colab); the book itself runs offline on the shapes world.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +15,15 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from minigen.core.validators import (
+    check_bool,
+    check_choice,
+    check_instance,
+    check_path,
+)
 
-_TORCHVISION_DATASETS = {  # name -> (torchvision class, folder torchvision reads under root)
+# name -> (torchvision class, the folder torchvision reads under root)
+_TORCHVISION_DATASETS = {
     "mnist": ("MNIST", "MNIST/raw"),
     "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw"),
     "cifar10": ("CIFAR10", "cifar-10-batches-py"),
@@ -37,29 +33,41 @@ _TORCHVISION_DATASETS = {  # name -> (torchvision class, folder torchvision read
 def load_torchvision(
     name: str, root: str | Path, train: bool = True, download: bool = True
 ) -> tuple[Tensor, Tensor]:
-    """A whole torchvision dataset as tensors: images (N, C, H, W) float in [0, 1] and labels (N,) long.
+    """A whole torchvision dataset as tensors: images (N, C, H, W) float in [0, 1]
+    and labels (N,) long.
 
-    name: "mnist", "fashion-mnist" or "cifar10" (any case). Downloads into `root` unless the files are there.
+    name: "mnist", "fashion-mnist" or "cifar10" (any case). Downloads into `root`
+    unless the files are there (or download=False).
     """
-    key = name.lower()
-    if key not in _TORCHVISION_DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(_TORCHVISION_DATASETS)}")
+    name = check_instance("name", name, str)
+    key = check_choice(
+        "name (any case)", name.lower(), tuple(_TORCHVISION_DATASETS)
+    )
+    root = check_path("root", root)
+    train, download = check_bool("train", train), check_bool("download", download)
     try:
         from torchvision import datasets
     except ImportError as error:
-        raise ImportError("load_torchvision needs torchvision: pip install torchvision") from error
+        raise ImportError(
+            "load_torchvision needs torchvision: pip install torchvision"
+        ) from error
     class_name, folder = _TORCHVISION_DATASETS[key]
     try:
-        dataset = getattr(datasets, class_name)(root=root, train=train, download=download)
+        dataset = getattr(datasets, class_name)(
+            root=root, train=train, download=download
+        )
     except (RuntimeError, OSError) as error:  # urllib's URLError is an OSError
         split = "training" if train else "test"
-        attempt = "and downloading them failed: this machine seems to be offline" if download else "(download=False)"
+        offline = "and downloading them failed: this machine seems to be offline"
+        attempt = offline if download else "(download=False)"
         raise RuntimeError(
-            f"could not load the {name} {split} set: the torchvision files are not in {Path(root) / folder} "
-            f"{attempt}. Fix: run where the internet is reachable (e.g. on Colab) with download=True, or copy "
-            f"the {class_name} files into {Path(root) / folder}. torchvision said: {error}"
+            f"could not load the {name} {split} set: the torchvision files are not "
+            f"in {root / folder} {attempt}. Fix: run where the internet is "
+            "reachable (e.g. on Colab) with download=True, or copy the "
+            f"{class_name} files into {root / folder}. torchvision said: {error}"
         ) from error
-    images = torch.as_tensor(dataset.data)  # MNIST: (N, H, W) uint8 tensor; CIFAR-10: (N, H, W, C) numpy
+    # MNIST: (N, H, W) uint8 tensor; CIFAR-10: (N, H, W, C) NumPy array
+    images = torch.as_tensor(dataset.data)
     if images.dim() == 3:
         images = rearrange(images, "n h w -> n 1 h w")
     else:
