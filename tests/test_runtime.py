@@ -4,19 +4,34 @@ import re
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from minigen.core.runtime import (Precision, choose_precision, cpu_supports_bf16,
-    default_device, provenance, seed_everything)
+from minigen.core.runtime import (
+    Precision,
+    as_device,
+    choose_precision,
+    cpu_supports_bf16,
+    default_device,
+    eval_mode,
+    provenance,
+    seed_everything,
+    train_mode,
+)
 
 CPU = torch.device("cpu")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"
+)
 
 
 def test_default_device_is_cuda_exactly_when_available():
     assert (default_device().type == "cuda") == torch.cuda.is_available()
 
 
-@pytest.mark.parametrize("dtype, name", [(torch.bfloat16, "bf16"), (torch.float16, "fp16"), (torch.float32, "fp32")])
+@pytest.mark.parametrize(
+    "dtype, name",
+    [(torch.bfloat16, "bf16"), (torch.float16, "fp16"), (torch.float32, "fp32")],
+)
 def test_precision_name_and_scaler_only_for_fp16(dtype, name):
     precision = Precision(CPU, dtype)
     assert precision.name == name
@@ -55,8 +70,13 @@ def test_fp16_on_cpu_is_refused_with_an_explanation():
 
 
 def test_unknown_dtype_is_refused():
-    with pytest.raises(ValueError, match="bf16, fp16, fp32.*'float16'"):
+    with pytest.raises(
+        ValueError,
+        match="dtype must be one of 'bf16', 'fp16', 'fp32', got str 'float16'",
+    ):
         choose_precision("cpu", "float16")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        choose_precision("cpu", torch.float16)
 
 
 @needs_cuda
@@ -82,7 +102,10 @@ def test_seed_everything_repeats_all_three_generators():
     assert draw() != first
 
 
-@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "seed, error",
+    [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), (True, TypeError)],
+)
 def test_seed_everything_validates(seed, error):
     with pytest.raises(error):
         seed_everything(seed)
@@ -105,3 +128,95 @@ def test_provenance_uses_the_default_precision(monkeypatch):
     monkeypatch.setenv("MINIGEN_PROFILE", "smoke")
     assert f"precision {choose_precision().name}" in provenance()
     assert provenance().startswith("profile smoke")
+
+
+# --- eval_mode and train_mode ---
+
+
+def modes(model: nn.Module) -> list[bool]:
+    return [module.training for module in model.modules()]
+
+
+def dropout_net() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Linear(4, 1))
+
+
+def test_eval_mode_switches_off_dropout_inside_and_restores_after():
+    torch.manual_seed(0)
+    model, x = dropout_net().train(), torch.ones(64, 4)
+    with eval_mode(model):
+        assert modes(model) == [False] * 4
+        assert torch.equal(model(x), model(x))  # dropout off: deterministic
+    assert modes(model) == [True] * 4
+    assert not torch.equal(model(x), model(x))  # dropout back on
+
+
+def test_eval_mode_restores_the_mode_on_error():
+    model = dropout_net().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        with eval_mode(model):
+            raise RuntimeError("boom")
+    assert modes(model) == [True] * 4
+
+
+def test_eval_mode_takes_several_models_and_restores_each_own_mode():
+    training, evaluating = dropout_net().train(), dropout_net().eval()
+    mixed = dropout_net().train()
+    mixed[1].eval()  # a submodule kept in eval on purpose
+    before = [modes(m) for m in (training, evaluating, mixed)]
+    with eval_mode(training, evaluating, mixed):
+        assert not any(any(modes(m)) for m in (training, evaluating, mixed))
+    assert [modes(m) for m in (training, evaluating, mixed)] == before
+
+
+def test_nested_modes_unwind_in_order():
+    model = dropout_net().eval()
+    with train_mode(model):
+        assert model.training
+        with eval_mode(model):
+            assert not model.training
+            with train_mode(model):
+                assert all(modes(model))
+            assert not any(modes(model))
+        assert all(modes(model))
+    assert not any(modes(model))
+
+
+def test_modes_reject_what_is_not_a_model():
+    with pytest.raises(
+        TypeError, match=r"models\[1\] must be an nn.Module, got str"
+    ):
+        with eval_mode(dropout_net(), "model"):
+            pass
+    with pytest.raises(
+        TypeError, match="must be a model instance, got the class Linear"
+    ):
+        with train_mode(nn.Linear):
+            pass
+
+
+# --- devices ---
+
+
+def test_as_device_accepts_names_and_devices_and_names_mistakes():
+    assert as_device("cpu") == CPU and as_device(CPU) == CPU
+    with pytest.raises(ValueError, match="device must name a torch device.*'gpu'"):
+        as_device("gpu")
+    with pytest.raises(
+        TypeError, match="device must be a device name or torch.device, got int 0"
+    ):
+        as_device(0)
+    with pytest.raises(ValueError, match="device must name a torch device"):
+        choose_precision("graphics card")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is available"):
+            choose_precision("cuda")
+
+
+def test_precision_and_provenance_check_their_types():
+    with pytest.raises(
+        TypeError, match="dtype must be a torch.dtype, got str 'bf16'"
+    ):
+        Precision(CPU, "bf16")
+    with pytest.raises(TypeError, match="precision must be Precision"):
+        provenance("bf16")

@@ -1,50 +1,84 @@
-"""Upsampling by 2: transposed convolution, pixel shuffle, resize-convolution, and their checkerboards.
+"""Upsampling by 2: transposed convolution, pixel shuffle, resize-convolution, and
+their checkerboards.
 
 Implements
-- transposed convolution as zero insertion followed by an ordinary convolution, and as a scatter-add,
-  after V. Dumoulin, F. Visin, "A guide to convolution arithmetic for deep learning", arXiv:1603.07285
-  (2016), with the conventions of torch.nn.functional.conv_transpose2d;
-- pixel shuffle, W. Shi et al., "Real-Time Single Image and Video Super-Resolution Using an Efficient
-  Sub-Pixel Convolutional Neural Network", CVPR 2016, and its ICNR initialisation, A. Aitken et al.,
-  "Checkerboard artifact free sub-pixel convolution", arXiv:1707.02937 (2017);
-- resize-convolution and the checkerboard artifacts of transposed convolution, A. Odena, V. Dumoulin,
-  C. Olah, "Deconvolution and Checkerboard Artifacts", Distill (2016), measured by `checkerboard_score`.
+- transposed convolution as zero insertion followed by an ordinary convolution, and
+  as a scatter-add, after V. Dumoulin, F. Visin, "A guide to convolution arithmetic
+  for deep learning", arXiv:1603.07285 (2016), with the conventions of
+  torch.nn.functional.conv_transpose2d;
+- pixel shuffle, W. Shi et al., "Real-Time Single Image and Video Super-Resolution
+  Using an Efficient Sub-Pixel Convolutional Neural Network", CVPR 2016, and its
+  ICNR initialisation, A. Aitken et al., "Checkerboard artifact free sub-pixel
+  convolution", arXiv:1707.02937 (2017);
+- resize-convolution and the checkerboard artifacts of transposed convolution, A.
+  Odena, V. Dumoulin, C. Olah, "Deconvolution and Checkerboard Artifacts", Distill
+  (2016), measured by `checkerboard_score`.
 """
+
 from __future__ import annotations
 
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minigen.core.runtime import (
+    Precision,
+    choose_precision,
+    eval_mode,
+    seed_everything,
+)
+from minigen.core.train import History, check_training_arguments, train
+from minigen.core.validators import (
+    check_float,
+    check_instance,
+    check_int,
+    check_ints,
+    check_module,
+)
 from minigen.data.shapes import ShapesWorld
-from minigen.core.runtime import Precision, choose_precision, seed_everything
-from minigen.core.train import History, train
 from minigen.eval.metrics import psnr
 from minigen.nn.resample import make_upsampler
 from minigen.ops.upsample import checkerboard_score
 
 
-def artifact_scores_of(module: nn.Module, channels: int, size: int = 16, value: float = 1.0) -> dict[str, float]:
-    """Checkerboard scores of one module at a constant input (B=1, `channels`, size, size) of `value`.
+def artifact_scores_of(
+    module: nn.Module, channels: int, size: int = 16, value: float = 1.0
+) -> dict[str, float]:
+    """Checkerboard scores of one module at a constant input
+    (B=1, `channels`, size, size) of `value`.
 
-    "output": the score of the module's output; "gradient": the score of the gradient at the input
-    when a constant gradient (all ones) is backpropagated from the output.
+    "output": the score of the module's output;
+    "gradient": the score of the gradient at the input when a constant gradient (all
+    ones) is backpropagated from the output.
     """
+    check_module("module", module)
+    check_int("channels", channels)
+    check_int("size", size, maximum=4096)
+    check_float("value", value)
     parameter = next(module.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    x = torch.full((1, channels, size, size), float(value), device=device, requires_grad=True)
+    x = torch.full(
+        (1, channels, size, size), float(value), device=device, requires_grad=True
+    )
     y = module(x)
-    (gradient,) = torch.autograd.grad(y, x, grad_outputs=torch.ones_like(y))  # dL/dx with dL/dy = 1
-    return {"output": checkerboard_score(y.detach()).item(), "gradient": checkerboard_score(gradient).item()}
+    # dL/dx with dL/dy = 1
+    (gradient,) = torch.autograd.grad(y, x, grad_outputs=torch.ones_like(y))
+    return {
+        "output": checkerboard_score(y.detach()).item(),
+        "gradient": checkerboard_score(gradient).item(),
+    }
 
 
 def artifact_scores(
     name: str, channels: int = 8, size: int = 16, seeds: tuple[int, ...] = (0, 1, 2)
 ) -> dict[str, float]:
-    """artifact_scores_of a freshly initialised upsampler `name`, averaged over the initialisation seeds."""
-    if not seeds:
-        raise ValueError("seeds must list at least one seed to average over")
+    """artifact_scores_of a freshly initialised upsampler `name`, averaged over the
+    initialisation seeds."""
+    seeds = check_ints(
+        "seeds", seeds, minimum=0
+    )  # at least one seed to average over
     totals = {"output": 0.0, "gradient": 0.0}
     for seed in seeds:
         torch.manual_seed(seed)
@@ -53,17 +87,19 @@ def artifact_scores(
     return {key: total / len(seeds) for key, total in totals.items()}
 
 
-# ---------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 # A small super-resolution model: 16x16 -> 32x32
-# ---------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------
 
 
 class Upsampler2x(nn.Module):
-    """conv 3x3 (3 -> C), ReLU, the x2 upsampler `name`, ReLU, conv 3x3 (C -> 3): (B, 3, H, W) -> (B, 3, 2H, 2W)."""
+    """conv 3x3 (3 -> C), ReLU, the x2 upsampler `name`, ReLU, conv 3x3 (C -> 3):
+    (B, 3, H, W) -> (B, 3, 2H, 2W)."""
 
     def __init__(self, name: str, channels: int = 32):
         super().__init__()
         self.name = name
+        channels = check_int("channels", channels)
         self.layers = nn.Sequential(
             nn.Conv2d(3, channels, 3, padding=1),
             nn.ReLU(),
@@ -77,7 +113,8 @@ class Upsampler2x(nn.Module):
 
 
 def downsample(images: torch.Tensor) -> torch.Tensor:
-    """The low-resolution input the models learn to undo: 2x2 average pooling, (B, 3, H, W) -> (B, 3, H/2, W/2)."""
+    """The low-resolution input the models learn to undo: 2x2 average pooling,
+    (B, 3, H, W) -> (B, 3, H/2, W/2)."""
     return F.avg_pool2d(images, 2)
 
 
@@ -91,13 +128,26 @@ def train_upsampler(
     seed: int = 0,
     precision: Precision | None = None,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
 ) -> tuple[Upsampler2x, History]:
-    """Train Upsampler2x(name) to map downsample(image) back to the image (MSE), on fresh renders every step.
+    """Train Upsampler2x(name) to map downsample(image) back to the image (MSE), on
+    fresh renders every step.
 
-    AdamW with a cosine learning-rate decay; split "train" only (evaluate on "val" or "test").
+    AdamW with a cosine learning-rate decay; split "train" only (evaluate on "val"
+    or "test").
+    checkpoint: a file to resume from and save to (every `checkpoint_every` steps).
     """
+    check_instance("world", world, ShapesWorld)
+    check_training_arguments(
+        steps=steps, batch_size=batch_size, lr=lr, seed=seed, precision=precision,
+        progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+    )  # fmt: skip
     if world.resolution % 2:
-        raise ValueError(f"the world's resolution must be even to halve it, got {world.resolution}")
+        raise ValueError(
+            "the world's resolution must be even to halve it, got "
+            f"{world.resolution}"
+        )
     precision = precision or choose_precision()
     seed_everything(seed)
     model = Upsampler2x(name, channels).to(precision.device)
@@ -105,18 +155,30 @@ def train_upsampler(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
     def loss_fn(step: int) -> torch.Tensor:
-        images = world.scenes(range(step * batch_size, (step + 1) * batch_size), split="train").images
+        indices = range(step * batch_size, (step + 1) * batch_size)
+        images = world.scenes(indices, split="train").images
         images = images.to(precision.device)  # (B, 3, H, W)
         return F.mse_loss(model(downsample(images)).float(), images)
 
-    history = train(model, loss_fn, steps=steps, optimizer=optimizer, scheduler=schedule, precision=precision,
-                    progress=progress, desc=name)
+    history = train(
+        model, loss_fn, steps=steps, optimizer=optimizer, scheduler=schedule,
+        precision=precision, progress=progress, desc=name, checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+    )  # fmt: skip
     return model.eval(), history
 
 
 @torch.no_grad()
-def evaluate_upsampler(model: nn.Module, world: ShapesWorld, count: int = 256, split: str = "test") -> float:
-    """Mean PSNR (dB) of `model` restoring `count` scenes of `split` from their downsampled versions."""
+def evaluate_upsampler(
+    model: nn.Module, world: ShapesWorld, count: int = 256, split: str = "test"
+) -> float:
+    """Mean PSNR (dB) of `model` restoring `count` scenes of `split` from their
+    downsampled versions."""
+    check_module("model", model)
+    check_instance("world", world, ShapesWorld)
+    check_int("count", count)
     device = next(model.parameters()).device
     images = world.scenes(count, split=split).images.to(device)  # (N, 3, H, W)
-    return psnr(model(downsample(images)).clamp(0, 1), images).mean().item()
+    with eval_mode(model):
+        restored = model(downsample(images)).clamp(0, 1)
+    return psnr(restored, images).mean().item()
