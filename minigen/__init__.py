@@ -32,13 +32,14 @@ IMPORTED_AT = time.perf_counter()
 _PUBLIC = {  # module -> the public names it defines
     "core.profiles": "PROFILES current_profile pick",
     "core.runtime": (
-        "Precision choose_precision cpu_supports_bf16 default_device "
-        "eval_mode provenance seed_everything"
+        "Precision as_device choose_precision cpu_supports_bf16 default_device "
+        "eval_mode provenance seed_everything train_mode"
     ),
     "core.show": "show",
     "core.summary": "layer_shapes",
     "core.train": (
-        "EMA History NonFiniteLossError load_checkpoint save_checkpoint train"
+        "EMA History NonFiniteGradientError NonFiniteLossError "
+        "check_training_arguments load_checkpoint save_checkpoint train"
     ),
     "data.photo": "grace_hopper",
     "data.shapes": (

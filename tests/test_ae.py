@@ -291,3 +291,65 @@ def test_helpers_check_their_inputs():
     x[0, 0] = float("inf")
     with pytest.raises(ValueError, match="train features holds 1 NaN or infinite"):
         linear_probe(x, y, x, y, classes=2)
+
+
+# --- bad input at the entry points: a clear TypeError or ValueError, never silence ---
+
+
+@pytest.mark.parametrize("bad", [42, "seed", object(), torch.float32])
+def test_generators_are_checked_even_where_no_noise_is_drawn(bad):
+    model, images = DropoutCodec().eval(), torch.rand(2, 3, 4, 4)
+    calls = [
+        lambda: add_noise(
+            images, 0.0, bad
+        ),  # noise_std 0 never draws: still a mistake
+        lambda: reconstruction_loss(model, images, 0.0, bad),
+        lambda: reconstruct(model, images, generator=bad),
+        lambda: reconstruction_metrics(model, images, generator=bad),
+        lambda: decode_random(model, 2, bad),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match="generator must be Generator, got"):
+            call()
+
+
+@pytest.mark.parametrize("bad", [None, 42, [1], Autoencoder])
+def test_model_arguments_must_be_models(bad):
+    images = torch.rand(2, 3, 4, 4)
+    calls = [
+        lambda: reconstruction_loss(bad, images),
+        lambda: reconstruct(bad, images),
+        lambda: reconstruction_metrics(bad, images),
+        lambda: encode_features(bad, images),
+        lambda: decode_random(bad, 2),
+        lambda: interpolate_latents(bad, images[0], images[1], 3),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match="model must be"):
+            call()
+
+
+def test_helpers_that_need_codes_refuse_a_module_without_them():
+    images = torch.rand(2, 3, 4, 4)
+    for call in (
+        lambda: encode_features(nn.Linear(2, 2), images),
+        lambda: decode_random(nn.Linear(2, 2), 2),
+        lambda: interpolate_latents(nn.Linear(2, 2), images[0], images[1], 3),
+    ):
+        with pytest.raises(
+            TypeError, match="model must be an Autoencoder .*got Linear"
+        ):
+            call()
+
+
+def test_empty_batches_are_named_not_left_to_torch_cat():
+    model, empty = DropoutCodec().eval(), torch.rand(0, 3, 4, 4)
+    for call in (
+        lambda: reconstruct(model, empty),
+        lambda: encode_features(model, empty),
+        lambda: reconstruction_metrics(model, empty),
+    ):
+        with pytest.raises(
+            ValueError, match=r"images must be a non-empty batch \(N, C, H, W\)"
+        ):
+            call()

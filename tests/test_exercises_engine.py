@@ -231,3 +231,105 @@ def test_seeded_draws_from_its_own_generator_in_float64():
         10, generator=torch.Generator().manual_seed(5), dtype=torch.float64
     )
     assert torch.equal(torch.cat([randn(4), randn(6)]), expected)
+
+
+# --- the engine's own arguments (the exercise, not the reader's answer): clear errors ---
+# A wrong reference, judge or case table is a bug of the exercise: it must fail loudly with
+# a TypeError or ValueError, never be judged as the reader's mistake or pass silently.
+
+
+@pytest.mark.parametrize(
+    "judge, expected, error, message",
+    [
+        (engine.judge_size, "3", TypeError, "expected must be an int, got str"),
+        (engine.judge_size, 3.0, TypeError, "expected must be an int, got float"),
+        (engine.judge_size, True, TypeError, "expected must be an int, got bool"),
+        (engine.judge_size, -1, ValueError, "expected must be an int >= 0, got -1"),
+        (engine.judge_tensor, None, TypeError, "expected must be a torch.Tensor"),
+        (engine.judge_close, [[1.0]], TypeError, "expected must be a torch.Tensor"),
+        (engine.judge_weights, "W", TypeError, "expected must be a torch.Tensor"),
+        (
+            engine.judge_weights,
+            torch.ones(3),
+            ValueError,
+            r"expected must be a 2-d tensor \(out_size, in_size\)",
+        ),
+        (
+            engine.judge_sample_and_gradients,
+            "x",
+            TypeError,
+            r"expected must be a tuple of tensors \(z, d\(sum z\)/d mu",
+        ),
+        (
+            engine.judge_sample_and_gradients,
+            (torch.ones(2),) * 2,
+            ValueError,
+            "expected must be a tuple of 3 tensors",
+        ),
+        (
+            engine.judge_sample_and_gradients,
+            (torch.ones(2), None, torch.ones(2)),
+            TypeError,
+            "expected's d\\(sum z\\)/d mu must be a torch.Tensor",
+        ),
+    ],
+)
+def test_judges_check_the_expected_value(judge, expected, error, message):
+    with pytest.raises(error, match=message):
+        judge(expected, expected)
+
+
+def test_judges_still_judge_right_and_wrong_answers():
+    assert (
+        engine.judge_size(0, 0) is None
+        and engine.judge_size(4, 5).text == "expected 4, got 5"
+    )
+    weights = torch.eye(3, dtype=torch.float64)
+    assert engine.judge_weights(weights, weights.clone()) is None
+    assert "W[0, 0]" in engine.judge_weights(weights, 2 * weights).text
+    triple = (torch.ones(2), torch.ones(2), torch.ones(2))
+    assert engine.judge_sample_and_gradients(triple, triple) is None
+
+
+def test_seeded_and_with_gradients_check_what_they_wrap():
+    with pytest.raises(
+        TypeError, match="draw must be a sampler such as torch.randn, got int"
+    ):
+        engine.seeded(42, 0)
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        engine.seeded(torch.randn, -1)
+    with pytest.raises(TypeError, match="seed must be an int, got float"):
+        engine.seeded(torch.randn, 0.5)
+    with pytest.raises(
+        TypeError, match=r"fn must be a function \(mu, logvar, eps\) -> z, got str"
+    ):
+        engine.with_gradients("fn")
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        ({"name": 3}, TypeError, "name must be str, got int"),
+        ({"cases": "x"}, TypeError, "cases must be a list of cases"),
+        (
+            {"cases": [3]},
+            TypeError,
+            "every case must be a dict of arguments by name, got int",
+        ),
+        ({"reference": None}, TypeError, "reference must be a function, got None"),
+        (
+            {"judge": "size"},
+            TypeError,
+            r"judge must be a judge \(expected, got\), got str",
+        ),
+        ({"wrap": 42}, TypeError, "wrap must be a function wrapper, got int"),
+    ],
+)
+def test_run_checks_the_exercise_it_is_given(change, error, message):
+    arguments = dict(
+        name="square", fn=lambda x: x * x, cases=square_cases(),
+        reference=lambda x: x * x, judge=judge_size,
+    )  # fmt: skip
+    assert run(**arguments).passed
+    with pytest.raises(error, match=message):
+        run(**{**arguments, **change})

@@ -657,3 +657,53 @@ def test_cross_attention_2d_rejects_bad_inputs():
         layer(x, torch.randn(2, 4, 6))
     with pytest.raises(ValueError, match=r"key_mask must have shape \(2, 4\)"):
         layer(x, torch.randn(2, 4, 5), torch.ones(2, 5, dtype=torch.bool))
+
+
+# --- bad input at the entry points: a clear TypeError or ValueError, never silence ---
+
+
+def test_causal_mask_checks_its_device():
+    assert causal_mask(3, "cpu").device.type == "cpu"
+    assert torch.equal(causal_mask(3, torch.device("cpu")), causal_mask(3))
+    with pytest.raises(
+        TypeError, match="device must be a device name or torch.device, got int"
+    ):
+        causal_mask(3, 3)
+    with pytest.raises(ValueError, match="device must name a torch device"):
+        causal_mask(3, "nonsense")
+
+
+def test_combine_masks_takes_bool_tensors_that_broadcast():
+    with pytest.raises(
+        TypeError, match=r"masks\[0\] must be a torch.Tensor of bools, got str"
+    ):
+        combine_masks("x")
+    with pytest.raises(
+        TypeError, match=r"masks\[1\] must be a bool tensor .* got torch.float32"
+    ):
+        combine_masks(causal_mask(3), torch.ones(3, 3))
+    with pytest.raises(
+        ValueError,
+        match=r"masks of shapes \(3, 3\), \(4, 4\) do not broadcast together",
+    ):
+        combine_masks(causal_mask(3), causal_mask(4))
+    # None entries are skipped (no mask of that kind), as MultiHeadAttention relies on
+    assert torch.equal(combine_masks(None, causal_mask(3)), causal_mask(3))
+
+
+def test_padding_mask_refuses_a_length_that_would_not_fit_in_memory():
+    # before: 10**9 lengths tried to allocate an 8 GB mask (or hung)
+    with pytest.raises(
+        ValueError,
+        match=r"lengths must lie in \[0, 1000000\], got lengths from 3 to 1000000000",
+    ):
+        padding_mask(torch.tensor([3, 10**9]))
+    with pytest.raises(ValueError, match="length must be an int <= 1,000,000"):
+        padding_mask(torch.tensor([3, 5]), 10**9)
+
+
+def test_cross_attention_2d_needs_an_int_context_dim():
+    with pytest.raises(TypeError, match="context_dim must be an int, got None"):
+        CrossAttention2d(8, None)
+    with pytest.raises(ValueError, match="context_dim must be an int >= 1, got 0"):
+        CrossAttention2d(8, 0)

@@ -159,3 +159,14 @@ def test_residual_block_rejects_bad_arguments():
         block(x, None)
     with pytest.raises(TypeError, match="x must be a floating-point tensor"):
         block(x.long(), emb)
+
+
+def test_zero_init_refuses_what_is_not_a_module():
+    with pytest.raises(
+        TypeError, match="module must be an nn.Module, got NoneType"
+    ):
+        zero_init(None)
+    with pytest.raises(
+        TypeError, match="module must be a model instance, got the class Linear"
+    ):
+        zero_init(nn.Linear)

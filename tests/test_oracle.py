@@ -15,6 +15,7 @@ from minigen.models.oracle import (
     accuracy,
     attribute_frequencies,
     cache_folder,
+    conv_block,
     evaluate,
     first_object,
     load_oracle,
@@ -327,6 +328,7 @@ def test_train_oracle_is_reproducible_and_the_seed_sets_the_initial_weights(
     "kwargs, error, message",
     [
         ({"batch_size": 0}, ValueError, "batch_size must be an int >= 1, got 0"),
+        ({"batch_size": None}, TypeError, "batch_size must be an int, got None"),
         ({"steps": 0}, ValueError, "steps must be an int >= 1"),
         ({"width": 10**9}, ValueError, "width must be an int <= 1,000,000"),
         ({"seed": -1}, ValueError, "seed must be an int >= 0"),
@@ -388,13 +390,15 @@ def test_an_unwritable_cache_fails_before_training(tmp_path, monkeypatch):
     )
     with pytest.raises(
         OSError,
-        match=r"cannot write the trained oracle into .*a_file/cache.*MINIGEN_CACHE",
+        match=r"cannot write the trained oracle into this folder .*MINIGEN_CACHE.*a_file/cache",
     ):
         load_oracle(WORLD, steps=1, device="cpu", progress=False)
-    with pytest.raises(OSError, match="cannot write the trained oracle"):
+    with pytest.raises(OSError, match="cannot write the trained oracle") as error:
         load_oracle(
             WORLD, steps=1, device="cpu", progress=False, path=blocker / "oracle.pt"
         )
+    # the folder is the OSError's filename, as open() would give it
+    assert error.value.filename == str(blocker)
 
 
 class Interrupted(BaseException):
@@ -474,3 +478,137 @@ def test_parse_reads_in_eval_mode_and_leaves_the_mode_as_found():
     assert oracle.training and all(m.training for m in oracle.modules())
     # batch norm used its running statistics
     assert torch.equal(result["shape"], expected)
+
+
+# --- bad input at the entry points: a clear TypeError or ValueError, never silence ---
+
+
+def empty_cells(n: int = 2) -> dict[str, torch.Tensor]:
+    return {
+        name: torch.full((n, 9), len(WORLD.shapes) if name == "shape" else -1)
+        for name in ATTRIBUTES
+    }
+
+
+def test_load_oracle_names_a_path_under_a_file():
+    with pytest.raises(
+        NotADirectoryError, match="cannot write the trained oracle"
+    ) as error:
+        load_oracle(
+            WORLD,
+            steps=1,
+            device="cpu",
+            progress=False,
+            path="/dev/null/x/oracle.pt",
+        )
+    assert error.value.filename == "/dev/null/x"
+
+
+def test_conv_block_checks_its_widths():
+    assert conv_block(3, 8)[0].weight.shape == (8, 3, 3, 3)
+    with pytest.raises(TypeError, match="c_in must be an int, got float"):
+        conv_block(3.5, 8)
+    with pytest.raises(TypeError, match="c_out must be an int, got None"):
+        conv_block(3, None)
+    with pytest.raises(ValueError, match="c_in must be an int >= 1, got -1"):
+        conv_block(-1, 8)
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (lambda d: 42, TypeError, "targets must be a dict of per-cell labels"),
+        (
+            lambda d: {},
+            ValueError,
+            "targets must hold per-cell labels for shape, colour, size; shape, colour, size missing",
+        ),
+        (
+            lambda d: {**d, "size": None},
+            TypeError,
+            r"targets\['size'\] must be a torch.Tensor",
+        ),
+        (
+            lambda d: {**d, "colour": d["colour"].float()},
+            TypeError,
+            r"targets\['colour'\] must hold integer labels",
+        ),
+        (
+            lambda d: {**d, "size": d["size"][:, :4]},
+            ValueError,
+            r"targets\['size'\] must have shape \(N, G\*G\) = \(2, 9\)",
+        ),
+        (
+            lambda d: {**d, "shape": d["shape"] + 1},
+            ValueError,
+            r"targets\['shape'\] must hold labels in \[0, 5\], got values from 6 to 6",
+        ),
+        (
+            lambda d: {**d, "colour": d["colour"] - 1},
+            ValueError,
+            r"targets\['colour'\] must hold labels >= -1",
+        ),
+    ],
+)
+def test_accuracy_checks_its_label_dicts(change, error, message):
+    targets = empty_cells()
+    assert accuracy(targets, targets, len(WORLD.shapes))["scene"] == 1.0
+    with pytest.raises(error, match=message):
+        accuracy(targets, change(targets), len(WORLD.shapes))
+
+
+def test_accuracy_checks_n_shapes_and_that_predictions_match_the_targets():
+    targets = empty_cells()
+    for bad, error in ((True, TypeError), (3.5, TypeError), (-1, ValueError)):
+        with pytest.raises(error, match="n_shapes must be an int"):
+            accuracy(targets, targets, bad)
+    wrong = {name: labels[:1] for name, labels in targets.items()}
+    with pytest.raises(
+        ValueError,
+        match=r"predicted\['shape'\] must have shape \(N, G\*G\) = \(2, 9\)",
+    ):
+        accuracy(wrong, targets, len(WORLD.shapes))
+
+
+def test_oracle_loss_checks_logits_and_targets():
+    targets = WORLD.scenes(2).cell_targets()
+    logits = {
+        name: torch.randn(2, 9, n)
+        for name, n in (("shape", 6), ("colour", 6), ("size", 2))
+    }
+    assert oracle_loss(logits, targets).ndim == 0
+    with pytest.raises(TypeError, match="logits must be a dict of per-cell logits"):
+        oracle_loss(None, targets)
+    with pytest.raises(
+        ValueError, match="targets must hold per-cell targets .* shape missing"
+    ):
+        oracle_loss(logits, {k: v for k, v in targets.items() if k != "shape"})
+    with pytest.raises(
+        TypeError,
+        match=r"logits\['size'\] must be floating point and targets\['size'\] integer",
+    ):
+        oracle_loss(logits, {**targets, "size": targets["size"].float()})
+    with pytest.raises(
+        ValueError, match=r"logits\['colour'\] must be \(B, G\*G, classes\)"
+    ):
+        oracle_loss({**logits, "colour": logits["colour"][:1]}, targets)
+
+
+def test_first_object_and_frequencies_check_the_world_and_the_label_range():
+    cells = empty_cells()
+    with pytest.raises(TypeError, match="world must be ShapesWorld, got NoneType"):
+        first_object(cells, None)
+    with pytest.raises(TypeError, match="cells must be a dict of per-cell labels"):
+        attribute_frequencies([1], WORLD)
+    # a colour index past the palette would have lengthened the frequency vector
+    cells["shape"][0, 0], cells["colour"][0, 0], cells["size"][0, 0] = (
+        0,
+        len(WORLD.colours),
+        0,
+    )
+    first_object(cells, WORLD)  # reads it back as it is
+    with pytest.raises(
+        ValueError,
+        match=rf"cells\['colour'\] must hold labels in \[-1, {len(WORLD.colours) - 1}\]",
+    ):
+        attribute_frequencies(cells, WORLD)

@@ -11,6 +11,7 @@ from minigen.core.runtime import (
     as_device,
     choose_precision,
     cpu_supports_bf16,
+    cuda_supports_bf16,
     default_device,
     eval_mode,
     provenance,
@@ -220,3 +221,24 @@ def test_precision_and_provenance_check_their_types():
         Precision(CPU, "bf16")
     with pytest.raises(TypeError, match="precision must be Precision"):
         provenance("bf16")
+
+
+def test_cuda_supports_bf16_is_false_off_the_gpu_and_checks_its_device():
+    # a CPU is no bf16 GPU, whatever its own bf16 instructions (cpu_supports_bf16)
+    assert cuda_supports_bf16(CPU) is False and cuda_supports_bf16("cpu") is False
+    with pytest.raises(
+        TypeError, match="device must be a device name or torch.device"
+    ):
+        cuda_supports_bf16(42)
+    with pytest.raises(ValueError, match="device must name a torch device"):
+        cuda_supports_bf16("nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is available"):
+            cuda_supports_bf16("cuda")
+
+
+@needs_cuda
+def test_cuda_supports_bf16_follows_the_compute_capability():
+    major, _ = torch.cuda.get_device_capability()
+    assert cuda_supports_bf16("cuda") is (major >= 8)
+    assert cuda_supports_bf16(torch.device("cuda", 0)) is (major >= 8)

@@ -876,11 +876,14 @@ def test_train_refuses_a_corrupt_checkpoint_instead_of_overwriting_it(tmp_path):
 
 def test_missing_files_folders_and_mismatched_models_are_named(tmp_path):
     with pytest.raises(
-        FileNotFoundError, match="no checkpoint file at .*absent.pt"
-    ):
+        FileNotFoundError, match="no checkpoint file here: .*absent.pt"
+    ) as missing:
         load_checkpoint(tmp_path / "absent.pt", nn.Linear(3, 1))
-    with pytest.raises(IsADirectoryError, match="is a folder"):
+    # the path is the OSError's filename, as open() would give it
+    assert missing.value.filename == str(tmp_path / "absent.pt")
+    with pytest.raises(IsADirectoryError, match="is a folder") as folder:
         load_checkpoint(tmp_path, nn.Linear(3, 1))
+    assert folder.value.filename == str(tmp_path)
     path = tmp_path / "linear.pt"
     save_checkpoint(path, nn.Linear(3, 1))
     with pytest.raises(
@@ -985,6 +988,8 @@ GOOD = dict(
             "batch_size must be an int <= 1,000,000",
         ),
         ({"batch_size": 8.0}, TypeError, "batch_size must be an int"),
+        # a trainer that takes a batch size gets one: None is not "no batches"
+        ({"batch_size": None}, TypeError, "batch_size must be an int, got None"),
         ({"steps": 0}, ValueError, "steps must be an int >= 1"),
         ({"steps": 10**9}, ValueError, "steps must be an int <= 1,000,000"),
         ({"lr": 0.0}, ValueError, "lr must lie in"),
@@ -998,8 +1003,8 @@ GOOD = dict(
 )
 def test_check_training_arguments(change, error, message):
     check_training_arguments(**GOOD)
-    # a trainer without batches
-    check_training_arguments(**{**GOOD, "batch_size": None})
+    # a trainer without batches leaves batch_size out
+    check_training_arguments(**{k: v for k, v in GOOD.items() if k != "batch_size"})
     with pytest.raises(error, match=message):
         check_training_arguments(**{**GOOD, **change})
 
@@ -1104,3 +1109,94 @@ def test_resume_on_cuda_restores_the_cuda_random_state(tmp_path):
         torch.equal(a, b)
         for a, b in zip(resumed.parameters(), straight.parameters())
     )
+
+
+# --- bad input at the entry points: a clear TypeError or ValueError, never silence ---
+
+
+@pytest.mark.parametrize(
+    "step, loss, metrics, error, message",
+    [
+        (0, math.nan, {}, ValueError, "loss must be a finite number, got nan"),
+        (0, math.inf, {}, ValueError, "loss must be a finite number"),
+        (0, "0.5", {}, TypeError, "loss must be a number, got str"),
+        (0, True, {}, TypeError, "loss must be a number, got bool"),
+        (-1, 0.5, {}, ValueError, "step must be an int >= 0, got -1"),
+        (1.5, 0.5, {}, TypeError, "step must be an int, got float"),
+        (True, 0.5, {}, TypeError, "step must be an int, got bool"),
+        (0, 0.5, None, TypeError, "metrics must be a dict"),
+    ],
+)
+def test_history_record_rejects_what_train_never_logs(
+    step, loss, metrics, error, message
+):
+    history = History()
+    with pytest.raises(error, match=message):
+        history.record(step, loss, metrics)
+    assert history.steps == [] and history.losses == []  # nothing half-recorded
+    history.record(3, 0.25, {"kl": torch.tensor(2.0)})
+    assert history.steps == [3] and history.losses == [0.25]
+    assert history.metrics == {"kl": [2.0]}
+
+
+def test_ema_update_and_load_state_dict_check_their_arguments():
+    model = nn.Linear(2, 2)
+    ema = EMA(model, decay=0.9)
+    with pytest.raises(TypeError, match="model must be an nn.Module, got int"):
+        ema.update(42)
+    with pytest.raises(TypeError, match="state must be a dict from EMA.state_dict"):
+        ema.load_state_dict(None)
+    with pytest.raises(
+        ValueError, match="entries decay and module, got the entries \\[\\]"
+    ):
+        ema.load_state_dict({})
+    state = ema.state_dict()
+    with pytest.raises(ValueError, match=r"decay must lie in \[0, 1\), got 1.5"):
+        ema.load_state_dict({**state, "decay": 1.5})
+    other = EMA(nn.Linear(3, 2), decay=0.5).state_dict()
+    with pytest.raises(
+        ValueError, match="(?s)do not fit this EMA's model.*size mismatch"
+    ):
+        ema.load_state_dict({**other, "decay": 0.5})
+    assert ema.decay == 0.9  # a refused state does not change the decay
+
+
+@pytest.mark.parametrize(
+    "part, value, message",
+    [
+        ("optimizer", "adam", "optimizer must be a torch optimizer, got str"),
+        ("ema", nn.Linear(2, 2), "ema must be EMA, got Linear"),
+        ("scaler", [1], "scaler must be GradScaler, got list"),
+        ("scheduler", 0.1, "scheduler must be LRScheduler, got float"),
+        ("history", [1.0], "history must be History, got list"),
+        ("extra", "note", "extra must be dict, got str"),
+    ],
+)
+def test_save_checkpoint_rejects_parts_of_the_wrong_kind_before_writing(
+    tmp_path, part, value, message
+):
+    path = tmp_path / "run.pt"
+    with pytest.raises(TypeError, match=message):
+        save_checkpoint(path, nn.Linear(2, 2), **{part: value})
+    assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_load_checkpoint_checks_the_parts_and_the_device(tmp_path):
+    path = tmp_path / "run.pt"
+    model = nn.Linear(2, 2)
+    save_checkpoint(path, model)
+    with pytest.raises(
+        TypeError, match="optimizer must be a torch optimizer, got str"
+    ):
+        load_checkpoint(path, model, optimizer="adam")
+    with pytest.raises(TypeError, match="ema must be EMA"):
+        load_checkpoint(path, model, ema=42)
+    with pytest.raises(
+        TypeError, match="device must be a device name or torch.device, got None"
+    ):
+        load_checkpoint(path, model, map_location=None)
+    with pytest.raises(ValueError, match="device must name a torch device"):
+        load_checkpoint(path, model, map_location="nowhere")
+    other = nn.Linear(2, 2)
+    load_checkpoint(path, other, map_location=torch.device("cpu"))
+    assert torch.equal(other.weight, model.weight)

@@ -13,6 +13,8 @@ from minigen.models.upsampler import (
     Upsampler2x,
     artifact_scores,
     artifact_scores_of,
+    downsample,
+    evaluate_upsampler,
     train_upsampler,
 )
 from minigen.nn.resample import UPSAMPLERS, PixelShuffleUp, make_upsampler
@@ -325,3 +327,52 @@ def test_smoke_training_lowers_the_loss():
     assert len(history.losses) == 30
     assert sum(history.losses[-5:]) / 5 < 0.7 * sum(history.losses[:5]) / 5
     assert not model.training
+
+
+# --- bad input at the entry points: a clear TypeError or ValueError, never silence ---
+
+
+def test_downsample_is_2x2_average_pooling_and_checks_its_images():
+    images = torch.rand(2, 3, 8, 6, dtype=torch.float64)
+    # brute force: the mean of each 2x2 block
+    expected = images.unfold(2, 2, 2).unfold(3, 2, 2).mean(dim=(-1, -2))
+    torch.testing.assert_close(downsample(images), expected)
+    with pytest.raises(TypeError, match="images must be a torch.Tensor"):
+        downsample("images")
+    with pytest.raises(
+        ValueError, match=r"images must be a 4-d tensor \(B, 3, H, W\)"
+    ):
+        downsample(torch.rand(3, 8, 8))
+    with pytest.raises(TypeError, match="images must be a floating-point tensor"):
+        downsample(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="even height and width"):
+        downsample(torch.rand(1, 3, 7, 8))
+
+
+def test_artifact_scores_take_any_finite_constant_but_not_nan():
+    torch.manual_seed(0)
+    up = nn.ConvTranspose2d(
+        4, 4, 3, stride=2, padding=1, output_padding=1, bias=False
+    )
+    at_one = artifact_scores_of(up, 4, value=1.0)
+    # a linear map without bias: the score is the same for -1 (and any scale) as for 1
+    assert artifact_scores_of(up, 4, value=-1.0) == pytest.approx(at_one)
+    assert artifact_scores_of(up, 4, value=-3.5) == pytest.approx(at_one)
+    with pytest.raises(ValueError, match="value must be a finite number, got nan"):
+        artifact_scores_of(up, 4, value=float("nan"))
+
+
+def test_a_module_that_cannot_take_the_input_is_named():
+    with pytest.raises(
+        ValueError,
+        match=r"the module Linear failed on a constant input of shape \(1, 4, 16, 16\)",
+    ):
+        artifact_scores_of(nn.Linear(2, 2), 4)
+    world = ShapesWorld()
+    with pytest.raises(
+        ValueError,
+        match=r"the module Linear failed on downsampled scenes of shape \(2, 3, 16, 16\)",
+    ):
+        evaluate_upsampler(nn.Linear(2, 2), world, count=2)
+    with pytest.raises(TypeError, match="module must be an nn.Module, got str"):
+        artifact_scores_of("pixel shuffle", 4)

@@ -599,3 +599,165 @@ def test_vae_functions_check_their_inputs():
             4,
             1,
         )
+
+
+# --- bad input at the entry points: a clear TypeError or ValueError, never silence ---------------
+
+
+def test_a_per_channel_log_sigma_tensor_matches_torch_distributions():
+    generator = torch.Generator().manual_seed(7)
+    mean, x = (
+        torch.rand(2, 3, 4, 4, generator=generator),
+        torch.rand(2, 3, 4, 4, generator=generator),
+    )
+    log_sigma = torch.tensor([-1.0, 0.0, 0.5])[
+        :, None, None
+    ]  # (3, 1, 1): one sigma per channel
+    expected = Normal(mean, log_sigma.exp()).log_prob(x).flatten(1).sum(dim=1)
+    torch.testing.assert_close(
+        gaussian_log_likelihood(mean, x, log_sigma), expected
+    )
+    with pytest.raises(
+        ValueError, match=r"log_sigma of shape \(2,\) must broadcast against x"
+    ):
+        gaussian_log_likelihood(mean, x, torch.zeros(2))
+    with pytest.raises(
+        ValueError, match="log_sigma holds 1 NaN or infinite values"
+    ):
+        gaussian_log_likelihood(
+            mean, x, torch.tensor([math.nan, 0.0, 0.0])[:, None, None]
+        )
+
+
+@pytest.mark.parametrize(
+    "log_sigma, error, message",
+    [
+        (math.nan, ValueError, "log_sigma must be a finite number, got nan"),
+        (math.inf, ValueError, "log_sigma must be a finite number, got inf"),
+        (None, TypeError, "log_sigma must be a number, got None"),
+        ("-2", TypeError, "log_sigma must be a number, got str"),
+        (True, TypeError, "log_sigma must be a number, got bool"),
+    ],
+)
+def test_log_sigma_must_be_finite_for_every_likelihood(log_sigma, error, message):
+    mean, x = torch.rand(2, 6), torch.rand(2, 6)
+    with pytest.raises(error, match=message):
+        gaussian_log_likelihood(mean, x, log_sigma)
+    # also with the Bernoulli likelihood, which does not use it: a NaN is a mistake
+    with pytest.raises(error, match=message):
+        elbo(LinearVAE(), x, log_sigma=log_sigma)
+    with pytest.raises(error, match=message):
+        negative_elbo_nats(
+            LinearVAE(), x, likelihood="gaussian", log_sigma=log_sigma
+        )
+
+
+def test_bits_per_dim_refuses_nonfinite_nats():
+    for nats in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="nats must be a finite number"):
+            bits_per_dim(nats, 10)
+    with pytest.raises(ValueError, match="nats holds 1 NaN or infinite values"):
+        bits_per_dim(torch.tensor([1.0, math.nan]), 10)
+    with pytest.raises(TypeError, match="nats must be a number, got str"):
+        bits_per_dim("100", 10)
+    # negative nats are fine: a density above 1 has a negative log-likelihood
+    assert bits_per_dim(-10 * math.log(2), 10) == pytest.approx(-1.0)
+
+
+def _generator_users():
+    model, x = LinearVAE(), torch.rand(2, 6)
+    mu, log_sigma, f = torch.zeros(3), torch.zeros(3), toy_objective(torch.ones(3))
+    return {
+        "reparameterize": lambda g: reparameterize(
+            torch.zeros(2, 3), torch.zeros(2, 3), g
+        ),
+        "VAE.forward": lambda g: VAE(2, widths=(8,), image_size=8)(
+            torch.rand(1, 3, 8, 8), g
+        ),
+        "elbo": lambda g: elbo(model, x, generator=g),
+        "negative_elbo_nats": lambda g: negative_elbo_nats(model, x, generator=g),
+        "sample": lambda g: sample(model, 2, generator=g),
+        "reparam_gradient": lambda g: reparam_gradient(f, mu, log_sigma, 4, g),
+        "score_function_gradient": lambda g: score_function_gradient(
+            f, mu, log_sigma, 4, g
+        ),
+        "gradient_variance": lambda g: gradient_variance(
+            reparam_gradient, f, mu, log_sigma, 4, 2, g
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_generator_users()))
+@pytest.mark.parametrize("bad", [42, "seed", object(), torch.float32])
+def test_every_generator_argument_is_checked(name, bad):
+    call = _generator_users()[name]
+    with pytest.raises(TypeError, match="generator must be Generator, got"):
+        call(bad)
+    call(torch.Generator().manual_seed(0))  # and a real one works
+
+
+@pytest.mark.parametrize("bad", [None, 42, VAE, nn.Linear(6, 6)])
+def test_model_arguments_must_be_vaes(bad):
+    x = torch.rand(2, 6)
+    calls = [
+        lambda: elbo(bad, x),
+        lambda: negative_elbo_nats(bad, x),
+        lambda: encode_mean(bad, x),
+        lambda: sample(bad, 2),
+        lambda: latent_grid(bad),
+        lambda: interpolate(bad, torch.rand(3, 4, 4), torch.rand(3, 4, 4), steps=2),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match="model must be"):
+            call()
+
+
+def test_tensors_of_the_wrong_dtype_are_named():
+    longs = torch.zeros(2, 3, dtype=torch.long)
+    with pytest.raises(
+        TypeError, match="mu must be a floating-point tensor, got torch.int64"
+    ):
+        reparameterize(longs, torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor"):
+        bernoulli_log_likelihood(longs, torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        bernoulli_log_likelihood(torch.zeros(2, 3), longs)
+    # an int x would have rounded log_sigma to an int before
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        gaussian_log_likelihood(torch.zeros(2, 3), longs, -2.3)
+    with pytest.raises(
+        TypeError, match="log_sigma must be a floating-point tensor"
+    ):
+        reparam_gradient(
+            toy_objective(torch.ones(3)),
+            torch.zeros(3),
+            torch.zeros(3, dtype=torch.long),
+            4,
+        )
+
+
+def test_toy_functions_and_estimators_check_their_inputs():
+    with pytest.raises(TypeError, match="target must be a torch.Tensor"):
+        toy_objective("origin")
+    with pytest.raises(ValueError, match=r"target must be a 1-d tensor \(D,\)"):
+        toy_objective(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="mu and target must have the same shape"):
+        toy_gradient(torch.zeros(3), torch.zeros(3), torch.zeros(4))
+    with pytest.raises(TypeError, match="f must be a function of z"):
+        reparam_gradient(None, torch.zeros(3), torch.zeros(3), 4)
+    with pytest.raises(TypeError, match="f must be a function of z"):
+        score_function_gradient("f", torch.zeros(3), torch.zeros(3), 4)
+    with pytest.raises(
+        TypeError, match="estimator must be a gradient estimator, got int"
+    ):
+        gradient_variance(
+            42, toy_objective(torch.ones(3)), torch.zeros(3), torch.zeros(3), 4, 2
+        )
+
+
+def test_encode_mean_and_negative_elbo_refuse_an_empty_batch():
+    empty = torch.rand(0, 6)
+    with pytest.raises(ValueError, match="images must be a non-empty batch"):
+        encode_mean(LinearVAE(), empty)
+    with pytest.raises(ValueError, match="images must be a non-empty batch"):
+        negative_elbo_nats(LinearVAE(), empty)

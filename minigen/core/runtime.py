@@ -101,9 +101,15 @@ def cpu_supports_bf16() -> bool:
     )
 
 
-def cuda_supports_bf16(device: torch.device) -> bool:
-    """Whether this GPU computes bf16 natively (compute capability 8.0, Ampere or
-    newer)."""
+def cuda_supports_bf16(device: torch.device | str) -> bool:
+    """Whether `device` is a GPU that computes bf16 natively (compute capability
+    8.0, Ampere or newer).
+
+    False for any other device: for the CPU, ask `cpu_supports_bf16()`.
+    """
+    device = as_device(device)
+    if device.type != "cuda":
+        return False
     return torch.cuda.get_device_capability(device) >= (8, 0)
 
 

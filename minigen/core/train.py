@@ -14,6 +14,7 @@ small datasets as tensors on the device, so a batch is an index, not a DataLoade
 from __future__ import annotations
 
 import copy
+import errno
 import math
 import os
 import time
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from minigen.core.runtime import Precision, choose_precision, train_mode
+from minigen.core.runtime import Precision, as_device, choose_precision, train_mode
 from minigen.core.validators import (
     check_bool,
     check_float,
@@ -43,6 +44,8 @@ LossOutput = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
 POSTFIX_WINDOW = 20  # the progress bar shows the mean of the last 20 logged losses
 # what every save_checkpoint file holds
 CHECKPOINT_KEYS = ("model", "step", "rng", "extra")
+# check_training_arguments' default batch_size: the trainer takes none
+NO_BATCH_SIZE = object()
 ADVICE = (
     "Try a lower learning rate, fp32 (choose_precision(dtype='fp32')) or gradient "
     "clipping, and check the data for NaN or inf"
@@ -100,7 +103,7 @@ class EMA:
         """Move each averaged weight a step (1 - decay) towards the model's current
         weight."""
         averaged = dict(self.module.named_parameters())
-        current = dict(model.named_parameters())
+        current = dict(check_module("model", model).named_parameters())
         if averaged.keys() != current.keys():
             raise ValueError(
                 "the model's parameters differ from those the EMA was created from"
@@ -115,8 +118,23 @@ class EMA:
         return {"decay": self.decay, "module": self.module.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.decay = state["decay"]
-        self.module.load_state_dict(state["module"])
+        """Restore what `state_dict` returned: the decay and the averaged
+        weights."""
+        check_instance("state", state, dict, "a dict from EMA.state_dict()")
+        if set(state) != {"decay", "module"}:
+            raise ValueError(
+                "state must be a dict from EMA.state_dict() with the entries decay "
+                f"and module, got the entries {sorted(map(str, state))}"
+            )
+        decay = check_float("decay", state["decay"], 0.0, 1.0, open_max=True)
+        try:
+            self.module.load_state_dict(state["module"])
+        except (RuntimeError, TypeError, AttributeError) as error:
+            raise ValueError(
+                "the averaged weights in state do not fit this EMA's model: "
+                f"{error}"
+            ) from error
+        self.decay = decay
 
 
 @dataclass
@@ -133,6 +151,9 @@ class History:
 
     def record(self, step: int, loss: float, metrics: dict[str, float]) -> None:
         """Append one logged step; every step must report the same metric names."""
+        check_int("step", step, 0, None)
+        check_float("loss", loss)  # train() stops at a non-finite loss before this
+        check_instance("metrics", metrics, dict, "a dict of metric name -> value")
         if self.steps and set(metrics) != set(self.metrics):
             raise ValueError(
                 f"loss_fn returned metrics {sorted(metrics)} at step {step} but "
@@ -169,13 +190,16 @@ def save_checkpoint(
     """Save training state to `path` atomically (a crash mid-save never leaves a
     broken file).
 
-    extra: anything else to keep, made of tensors and plain Python values.
+    extra: a dict of anything else to keep, made of tensors and plain Python values.
     Torch's random state (CPU and CUDA) is saved too, and that of each of
     `generators` (private generators a loss draws from, e.g. for label dropout), so
     a resumed run draws the same numbers.
     """
     path = check_path("path", path)
     check_module("model", model)
+    _check_training_state(optimizer, ema, scaler, scheduler)
+    check_optional(check_instance, "history", history, History)
+    check_optional(check_instance, "extra", extra, dict)
     generators = _check_generators(generators)
     state: dict[str, Any] = {
         "model": model.state_dict(),
@@ -216,10 +240,12 @@ def load_checkpoint(
     is returned, not restored, so loading a model to evaluate it leaves the caller's
     random stream alone. A file that is not a checkpoint (empty, truncated,
     something else) raises ValueError naming it.
+    map_location: the device ("cpu", "cuda", ...) to load the tensors onto.
     """
     path = check_path("path", path)
     check_module("model", model)
-    state = _read_checkpoint(path, map_location)
+    _check_training_state(optimizer, ema, scaler, scheduler)
+    state = _read_checkpoint(path, as_device(map_location))
     parts = {
         "model": model,
         "optimizer": optimizer,
@@ -251,15 +277,29 @@ def load_checkpoint(
     }
 
 
-def _read_checkpoint(
-    path: Path, map_location: str | torch.device
-) -> dict[str, Any]:
+def _check_training_state(
+    optimizer: Any, ema: Any, scaler: Any, scheduler: Any
+) -> None:
+    """The optional parts of a checkpoint: each None or an object of its kind."""
+    scheduler_type = torch.optim.lr_scheduler.LRScheduler
+    check_optional(
+        check_instance, "optimizer", optimizer, torch.optim.Optimizer,
+        "a torch optimizer",
+    )  # fmt: skip
+    check_optional(check_instance, "ema", ema, EMA)
+    check_optional(check_instance, "scaler", scaler, torch.amp.GradScaler)
+    check_optional(check_instance, "scheduler", scheduler, scheduler_type)
+
+
+def _read_checkpoint(path: Path, map_location: torch.device) -> dict[str, Any]:
     """The dict a save_checkpoint file holds; ValueError naming the file if it holds
     none."""
+    # OSErrors with the path as their filename: "[Errno 2] ...: 'PATH'"
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a checkpoint file")
+        message = "this is a folder, not a checkpoint file"
+        raise IsADirectoryError(errno.EISDIR, message, str(path))
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
+        raise FileNotFoundError(errno.ENOENT, "no checkpoint file here", str(path))
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except PermissionError:
@@ -330,12 +370,12 @@ def check_training_arguments(
     progress: Any,
     checkpoint: Any,
     checkpoint_every: Any,
-    batch_size: Any = None,
+    batch_size: Any = NO_BATCH_SIZE,
 ) -> None:
     """The checks every `train_*` helper runs first, before it builds (or seeds)
     anything.
 
-    batch_size: None for a trainer that takes no batch size.
+    batch_size: left out by a trainer that takes no batch size.
     """
     check_int("steps", steps)
     check_positive("lr", lr)
@@ -343,7 +383,8 @@ def check_training_arguments(
     check_optional(check_instance, "precision", precision, Precision)
     check_bool("progress", progress)
     _check_checkpointing(checkpoint, checkpoint_every)
-    check_optional(check_int, "batch_size", batch_size)
+    if batch_size is not NO_BATCH_SIZE:
+        check_int("batch_size", batch_size)
 
 
 def _check_checkpointing(checkpoint: Any, checkpoint_every: Any) -> None:
@@ -379,10 +420,8 @@ def _check_train_arguments(
     check_instance(
         "optimizer", optimizer, torch.optim.Optimizer, "a torch optimizer"
     )
-    scheduler_type = torch.optim.lr_scheduler.LRScheduler
-    check_optional(check_instance, "scheduler", scheduler, scheduler_type)
+    _check_training_state(optimizer, ema, None, scheduler)
     check_optional(check_instance, "precision", precision, Precision)
-    check_optional(check_instance, "ema", ema, EMA)
     check_optional(check_positive, "grad_clip", grad_clip)
     check_int("log_every", log_every)
     check_bool("progress", progress)

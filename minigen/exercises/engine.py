@@ -21,7 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from minigen.core.validators import check_instance
+from minigen.core.validators import (
+    check_instance,
+    check_int,
+    check_optional,
+    check_tensor,
+)
 
 # one call's arguments, by name, in the order of the signature
 Case = dict[str, Any]
@@ -81,6 +86,7 @@ def run(
         f"your function itself, e.g. check_{name}(my_{name}) (pass it without "
         "calling it)",
     )
+    _check_exercise(name, cases, reference, judge, wrap)
     call = fn if wrap is None else wrap(fn)
     wrong_type: CheckResult | None = None
     for number, case in enumerate(cases, start=1):
@@ -146,6 +152,7 @@ def _returned_nothing(expected: Any) -> Mismatch:
 
 def judge_size(expected: int, got: Any) -> Mismatch | None:
     """A size must be the right value and an int (a float 2.0 is a type problem)."""
+    check_int("expected", expected, minimum=0, maximum=None)
     if not _equal(got, expected):
         return Mismatch(f"expected {expected}, got {got!r}")
     if isinstance(got, bool) or not isinstance(got, numbers.Integral):
@@ -160,6 +167,7 @@ def judge_size(expected: int, got: Any) -> Mismatch | None:
 def judge_tensor(expected: Tensor, got: Any) -> Mismatch | None:
     """An output that copies input values (pooling, shuffling) must have the right
     shape, then exactly the right values, then the input's dtype."""
+    check_tensor("expected", expected)
     shape_problem = _shape_mismatch(expected, got)
     if shape_problem is not None:
         return shape_problem
@@ -180,6 +188,7 @@ def judge_tensor(expected: Tensor, got: Any) -> Mismatch | None:
 def judge_weights(expected: Tensor, got: Any) -> Mismatch | None:
     """A weight matrix (a tensor or a NumPy array) must be (out_size, in_size), then
     equal torch's weights to float tolerance."""
+    check_tensor("expected", expected, dims=2, shape="(out_size, in_size)")
     if isinstance(got, np.ndarray):
         got = torch.as_tensor(got)
     transposed = isinstance(got, Tensor) and got.shape == expected.T.shape
@@ -204,6 +213,7 @@ def judge_weights(expected: Tensor, got: Any) -> Mismatch | None:
 def judge_close(expected: Tensor, got: Any) -> Mismatch | None:
     """A computed value (not a copy) must have the right shape and agree to float64
     rounding."""
+    check_tensor("expected", expected)
     wrong_rank = isinstance(got, Tensor) and got.dim() != expected.dim()
     hint = " (one value per image or row: reduce over every other axis)"
     shape_problem = _shape_mismatch(expected, got, hint if wrong_rank else "")
@@ -221,6 +231,9 @@ def judge_sample_and_gradients(
 ) -> Mismatch | None:
     """``got`` comes from :func:`with_gradients`: z must equal the reference sample,
     then its gradients w.r.t. mu and logvar must equal the reference ones."""
+    _check_tensors(
+        "expected", expected, ("z", "d(sum z)/d mu", "d(sum z)/d logvar")
+    )
     z_expected, grad_mu_expected, grad_logvar_expected = expected
     # z came back alone: a wrong type or shape, or no gradient
     if not isinstance(got, tuple):
@@ -256,6 +269,7 @@ def with_gradients(
     """Wrap the reader's ``fn(mu, logvar, eps) -> z``: call it on leaf tensors and
     return (z, d(sum z)/d mu, d(sum z)/d logvar), or z alone when no gradient can
     flow (for :func:`judge_sample_and_gradients` to explain)."""
+    check_instance("fn", fn, Callable, "a function (mu, logvar, eps) -> z")
 
     def call_with_gradients(mu: Tensor, logvar: Tensor, eps: Tensor) -> Any:
         mu, logvar = mu.clone().requires_grad_(), logvar.clone().requires_grad_()
@@ -275,12 +289,40 @@ def with_gradients(
 def seeded(draw: Callable[..., Tensor], seed: int) -> Callable[..., Tensor]:
     """``draw`` (torch.randn or torch.rand) in float64 from a generator of its own:
     the same tensors on every run, whatever else uses torch's global generator."""
+    check_instance("draw", draw, Callable, "a sampler such as torch.randn")
+    seed = check_int("seed", seed, minimum=0, maximum=2**64 - 1)
     generator = torch.Generator().manual_seed(seed)
 
     def sample(*shape: int) -> Tensor:
         return draw(shape, generator=generator, dtype=torch.float64)
 
     return sample
+
+
+def _check_exercise(
+    name: Any, cases: Any, reference: Any, judge: Any, wrap: Any
+) -> None:
+    """run's arguments other than the reader's function: the exercise itself."""
+    check_instance("name", name, str)
+    check_instance("cases", cases, list, "a list of cases (dicts of arguments)")
+    for case in cases:
+        check_instance("every case", case, dict, "a dict of arguments by name")
+    check_instance("reference", reference, Callable, "a function")
+    check_instance("judge", judge, Callable, "a judge (expected, got)")
+    check_optional(check_instance, "wrap", wrap, Callable, "a function wrapper")
+
+
+def _check_tensors(name: str, values: Any, parts: tuple[str, ...]) -> None:
+    """A tuple of tensors, one for each of `parts`."""
+    layout = f"({', '.join(parts)})"
+    check_instance(name, values, tuple, f"a tuple of tensors {layout}")
+    if len(values) != len(parts):
+        raise ValueError(
+            f"{name} must be a tuple of {len(parts)} tensors {layout}, got "
+            f"{len(values)} values"
+        )
+    for part, value in zip(parts, values):
+        check_tensor(f"{name}'s {part}", value)
 
 
 def _shape_mismatch(expected: Tensor, got: Any, hint: str = "") -> Mismatch | None:

@@ -33,6 +33,8 @@ from minigen.core.validators import (
     check_instance,
     check_int,
     check_ints,
+    check_module,
+    check_optional,
     check_same_shape,
     check_tensor,
 )
@@ -82,6 +84,26 @@ class Autoencoder(nn.Module):
         return self.decode(self.encode(x))  # (B, C, H, W) logits
 
 
+def _check_autoencoder(model: nn.Module) -> nn.Module:
+    """A module with encode(x) -> codes (B, L), decode(z) and an int latent_dim."""
+    check_module("model", model)
+    has_codes = isinstance(getattr(model, "latent_dim", None), int)
+    if not (has_codes and hasattr(model, "encode") and hasattr(model, "decode")):
+        raise TypeError(
+            "model must be an Autoencoder (a module with encode, decode and an int "
+            f"latent_dim), got {type(model).__name__}"
+        )
+    return model
+
+
+def _check_images(images: torch.Tensor) -> None:
+    check_tensor("images", images, dims=4, floating=True, shape="(N, C, H, W)")
+    if len(images) == 0:
+        raise ValueError(
+            "images must be a non-empty batch (N, C, H, W), got 0 images"
+        )
+
+
 def _model_device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -94,6 +116,7 @@ def add_noise(
     stays zero-mean."""
     check_tensor("images", images, floating=True)
     check_float("noise_std", noise_std, 0.0)  # 0: a plain autoencoder
+    check_optional(check_instance, "generator", generator, torch.Generator)
     if noise_std == 0:
         return images
     eps = torch.randn(
@@ -110,6 +133,7 @@ def reconstruction_loss(
 ) -> torch.Tensor:
     """The (denoising) AE loss: MSE between sigmoid(model(x~)) and the clean x,
     where x~ = add_noise(x, noise_std)."""
+    check_module("model", model)
     # noise on the input only
     logits = model(add_noise(images, noise_std, generator))
     # target: the clean image
@@ -174,9 +198,11 @@ def reconstruct(
 ) -> torch.Tensor:
     """sigmoid(model(add_noise(images))) in eval mode, in batches, on the images'
     device: (N, C, H, W)."""
-    check_tensor("images", images, dims=4, floating=True, shape="(N, C, H, W)")
+    _check_images(images)
+    check_float("noise_std", noise_std, 0.0)
+    check_optional(check_instance, "generator", generator, torch.Generator)
     batch_size = check_int("batch_size", batch_size)
-    device, outputs = _model_device(model), []
+    device, outputs = _model_device(check_module("model", model)), []
     with eval_mode(model):
         for start in range(0, len(images), batch_size):
             noisy = add_noise(
@@ -199,11 +225,7 @@ def reconstruction_metrics(
     With noise_std > 0 the model sees noisy inputs and is scored against the clean
     images.
     """
-    check_tensor("images", images, dims=4, floating=True, shape="(N, C, H, W)")
-    if len(images) == 0:
-        raise ValueError(
-            "images must be a non-empty batch (N, C, H, W), got 0 images"
-        )
+    _check_images(images)
     # (N, C, H, W)
     predicted = reconstruct(model, images, noise_std, generator, batch_size)
     mse = (predicted - images.float()).square().mean().item()
@@ -216,9 +238,9 @@ def encode_features(
 ) -> torch.Tensor:
     """The codes of `images` in eval mode, in batches: (N, C, H, W) -> (N, L)
     float32 on the images' device."""
-    check_tensor("images", images, dims=4, floating=True, shape="(N, C, H, W)")
+    _check_images(images)
     batch_size = check_int("batch_size", batch_size)
-    device = _model_device(model)
+    device = _model_device(_check_autoencoder(model))
     with eval_mode(model):
         codes = [
             model.encode(images[start : start + batch_size].to(device))
@@ -325,7 +347,8 @@ def decode_random(
     many such z decode to no scene at all.
     """
     check_int("n", n)
-    device = _model_device(model)
+    check_optional(check_instance, "generator", generator, torch.Generator)
+    device = _model_device(_check_autoencoder(model))
     noise_device = generator.device if generator else device
     eps = torch.randn(n, model.latent_dim, generator=generator, device=noise_device)
     z = eps.to(device)  # (n, L) ~ N(0, I)
@@ -354,6 +377,7 @@ def interpolate_latents(
     a, b: single images (C, H, W) or (1, C, H, W).
     """
     check_int("steps", steps, minimum=2)  # both ends are included
+    _check_autoencoder(model)
     a, b = _single_image("a", a), _single_image("b", b)
     check_same_shape("a", a, "b", b)
     pair = torch.stack([a, b])  # (2, C, H, W)

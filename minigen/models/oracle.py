@@ -14,6 +14,7 @@ import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,7 @@ CACHE_CHECKPOINT_EVERY = 100
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     """Two 3x3 'same' convolutions with batch norm and ReLU, then 2x2 max pooling
     (halves H and W)."""
+    c_in, c_out = check_int("c_in", c_in), check_int("c_out", c_out)
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
@@ -159,6 +161,7 @@ def oracle_loss(
 ) -> torch.Tensor:
     """Sum of per-cell cross-entropies; colour and size count only where a cell
     holds an object."""
+    _check_logits(logits, targets)
     total = 0.0
     for name in ATTRIBUTES:
         # target -1: empty cell, no colour/size
@@ -183,6 +186,9 @@ def accuracy(
     cell: share of grid cells whose occupancy (object or empty) was read correctly.
     scene: share of images in which every cell was read exactly.
     """
+    n_shapes = check_int("n_shapes", n_shapes)
+    _check_cell_labels("targets", targets, n_shapes)
+    _check_cell_labels("predicted", predicted, n_shapes, like=targets["shape"])
     occupied = targets["shape"] != n_shapes  # (N, G*G)
     result = {
         name: (predicted[name] == targets[name])[occupied].float().mean().item()
@@ -300,10 +306,11 @@ def _check_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise type(error)(
-            f"cannot write the trained oracle into {folder} ({error}); set "
-            "MINIGEN_CACHE to a writable folder, or pass path="
-        ) from error
+        message = (
+            f"cannot write the trained oracle into this folder ({error.strerror}); "
+            "set MINIGEN_CACHE to a writable folder, or pass another path"
+        )
+        raise type(error)(error.errno, message, str(folder)) from error
 
 
 def load_oracle(
@@ -426,6 +433,7 @@ def first_object(
     object (a class-conditional sample), compare the result with the requested
     labels: an image without an object never matches.
     """
+    _check_cell_labels("cells", cells, _class_counts(world)["shape"])
     occupied = cells["shape"] != len(world.shapes)  # (N, G*G)
     first = occupied.float().argmax(dim=1, keepdim=True)  # (N, 1), 0 if none
     found = occupied.any(dim=1)
@@ -445,15 +453,104 @@ def attribute_frequencies(
     `Scenes.cell_targets` (the data's own, for comparison); empty cells are skipped.
     Each vector sums to 1 (all zeros if there is no object).
     """
+    classes = _class_counts(world)
+    _check_cell_labels("cells", cells, classes["shape"], classes)
     occupied = cells["shape"] != len(world.shapes)  # (N, G*G)
-    classes = {
-        "shape": len(world.shapes),
-        "colour": len(world.colours),
-        "size": len(world.sizes),
-    }
     frequencies = {}
     for name, n in classes.items():
         labels = cells[name][occupied].flatten()
         counts = torch.bincount(labels, minlength=n).double()
         frequencies[name] = counts / counts.sum().clamp(min=1)
     return frequencies
+
+
+# ----------------------------------------------------------------------------------
+# Checks of the per-cell dicts
+
+
+def _class_counts(world: ShapesWorld) -> dict[str, int]:
+    """The classes of each attribute; shape's last class, len(world.shapes), is
+    "empty"."""
+    check_instance("world", world, ShapesWorld)
+    return {
+        "shape": len(world.shapes),
+        "colour": len(world.colours),
+        "size": len(world.sizes),
+    }
+
+
+def _check_cells(name: str, cells: Any, what: str) -> None:
+    """A dict holding a tensor for each of ATTRIBUTES."""
+    check_instance(name, cells, dict, f"a dict of {what} (shape, colour, size)")
+    missing = [attribute for attribute in ATTRIBUTES if attribute not in cells]
+    if missing:
+        raise ValueError(
+            f"{name} must hold {what} for {', '.join(ATTRIBUTES)}; "
+            f"{', '.join(missing)} missing"
+        )
+    for attribute in ATTRIBUTES:
+        check_tensor(f"{name}[{attribute!r}]", cells[attribute])
+
+
+def _check_cell_labels(
+    name: str,
+    cells: Any,
+    n_shapes: int,
+    classes: dict[str, int] | None = None,
+    like: torch.Tensor | None = None,
+) -> None:
+    """Per-cell labels: integer tensors (N, G*G) of one shape (that of `like` if
+    given); shape in [0, n_shapes] (n_shapes: empty), colour and size >= -1 (-1:
+    empty) and below `classes[attribute]` if given."""
+    _check_cells(name, cells, "per-cell labels")
+    shape = tuple(cells["shape"].shape if like is None else like.shape)
+    for attribute in ATTRIBUTES:
+        labels = cells[attribute]
+        if (
+            labels.is_floating_point()
+            or labels.is_complex()
+            or labels.dtype == torch.bool
+        ):
+            raise TypeError(
+                f"{name}[{attribute!r}] must hold integer labels, got "
+                f"{labels.dtype}"
+            )
+        if labels.dim() != 2 or tuple(labels.shape) != shape:
+            raise ValueError(
+                f"{name}[{attribute!r}] must have shape (N, G*G) = {shape}, got "
+                f"{tuple(labels.shape)}"
+            )
+        low, high = (0, n_shapes) if attribute == "shape" else (-1, None)
+        if classes is not None and attribute != "shape":
+            high = classes[attribute] - 1
+        if not labels.numel():
+            continue
+        smallest, largest = labels.min().item(), labels.max().item()
+        if smallest < low or (high is not None and largest > high):
+            valid = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ValueError(
+                f"{name}[{attribute!r}] must hold labels {valid}, got values from "
+                f"{smallest} to {largest}"
+            )
+
+
+def _check_logits(
+    logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+) -> None:
+    """Per-cell logits (B, G*G, classes) and targets (B, G*G) of the same cells."""
+    _check_cells("logits", logits, "per-cell logits")
+    _check_cells("targets", targets, "per-cell targets")
+    for attribute in ATTRIBUTES:
+        scores, labels = logits[attribute], targets[attribute]
+        if not scores.is_floating_point() or labels.is_floating_point():
+            raise TypeError(
+                f"logits[{attribute!r}] must be floating point and "
+                f"targets[{attribute!r}] integer, got {scores.dtype} and "
+                f"{labels.dtype}"
+            )
+        if scores.dim() != 3 or tuple(labels.shape) != tuple(scores.shape[:2]):
+            raise ValueError(
+                f"logits[{attribute!r}] must be (B, G*G, classes) and "
+                f"targets[{attribute!r}] (B, G*G), got {tuple(scores.shape)} and "
+                f"{tuple(labels.shape)}"
+            )

@@ -36,6 +36,7 @@ from minigen.core.validators import (
     check_int,
     check_ints,
     check_module,
+    check_tensor,
 )
 from minigen.data.shapes import ShapesWorld
 from minigen.eval.metrics import psnr
@@ -52,6 +53,7 @@ def artifact_scores_of(
     "output": the score of the module's output;
     "gradient": the score of the gradient at the input when a constant gradient (all
     ones) is backpropagated from the output.
+    value: any finite number (a constant input of any level shows the pattern).
     """
     check_module("module", module)
     check_int("channels", channels)
@@ -62,7 +64,7 @@ def artifact_scores_of(
     x = torch.full(
         (1, channels, size, size), float(value), device=device, requires_grad=True
     )
-    y = module(x)
+    y = _run(module, x, "a constant input")
     # dL/dx with dL/dy = 1
     (gradient,) = torch.autograd.grad(y, x, grad_outputs=torch.ones_like(y))
     return {
@@ -115,6 +117,12 @@ class Upsampler2x(nn.Module):
 def downsample(images: torch.Tensor) -> torch.Tensor:
     """The low-resolution input the models learn to undo: 2x2 average pooling,
     (B, 3, H, W) -> (B, 3, H/2, W/2)."""
+    check_tensor("images", images, dims=4, floating=True, shape="(B, 3, H, W)")
+    if images.shape[-2] % 2 or images.shape[-1] % 2:
+        raise ValueError(
+            "images must have an even height and width to halve them, got shape "
+            f"{tuple(images.shape)}"
+        )
     return F.avg_pool2d(images, 2)
 
 
@@ -177,8 +185,23 @@ def evaluate_upsampler(
     check_module("model", model)
     check_instance("world", world, ShapesWorld)
     check_int("count", count)
-    device = next(model.parameters()).device
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
     images = world.scenes(count, split=split).images.to(device)  # (N, 3, H, W)
     with eval_mode(model):
-        restored = model(downsample(images)).clamp(0, 1)
-    return psnr(restored, images).mean().item()
+        restored = _run(model, downsample(images), "downsampled scenes")
+    return psnr(restored.clamp(0, 1), images).mean().item()
+
+
+def _run(module: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
+    """module(x); a module that cannot take x fails with a message saying what x
+    was."""
+    try:
+        return module(x)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as error:  # e.g. a module for another number of channels
+        raise ValueError(
+            f"the module {type(module).__name__} failed on {what} of shape "
+            f"{tuple(x.shape)}: {error}"
+        ) from error

@@ -44,9 +44,12 @@ from minigen.core.validators import (
     check_instance,
     check_int,
     check_ints,
+    check_module,
+    check_optional,
     check_positive,
     check_same_shape,
     check_tensor,
+    describe,
 )
 from minigen.data.shapes import ShapesWorld
 from minigen.nn.conv import ConvDecoder, ConvEncoder
@@ -77,6 +80,7 @@ def reparameterize(
     """A sample z ~ N(mu, diag exp(logvar)) written as a differentiable function of
     mu and logvar."""
     _check_pair("mu", mu, "logvar", logvar)
+    _check_generator(generator)
     # eps ~ N(0, I)
     eps = torch.randn(
         mu.shape, generator=generator, device=mu.device, dtype=mu.dtype
@@ -112,6 +116,7 @@ def gaussian_log_likelihood(
     log_sigma broadcasts against x.
     """
     _check_pair("mean", mean, "x", x)
+    _check_log_sigma(log_sigma, x)
     x, mean = _at_least_fp32(x), _at_least_fp32(mean)
     log_sigma = torch.as_tensor(log_sigma, dtype=x.dtype, device=x.device)
     standardised = (x - mean) / log_sigma.exp()
@@ -127,6 +132,10 @@ def bits_per_dim(nats: float | torch.Tensor, dims: int) -> float | torch.Tensor:
     channels."""
     # e.g. 3 * 32 * 32 = 3072 for RGB 32x32 images
     check_int("dims", dims, maximum=None)
+    if isinstance(nats, torch.Tensor):
+        check_tensor("nats", nats, finite=True)
+    else:
+        check_float("nats", nats)
     return nats / (dims * math.log(2))  # bits/dim = nats / (D ln 2)
 
 
@@ -190,7 +199,7 @@ class VAE(nn.Module):
 
 
 def _latent_dim(model: nn.Module) -> int:
-    if not isinstance(getattr(model, "latent_dim", None), int):
+    if not isinstance(getattr(_check_vae(model), "latent_dim", None), int):
         raise TypeError(
             "expected a model with an int .latent_dim (a VAE), got "
             f"{type(model).__name__}"
@@ -199,7 +208,8 @@ def _latent_dim(model: nn.Module) -> int:
 
 
 def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def elbo(
@@ -217,12 +227,12 @@ def elbo(
     "elbo": reconstruction - kl, the lower bound on log p(x);
     "objective": reconstruction - beta * kl, what beta-VAE maximises (equal to
     "elbo" when beta = 1).
-    model: anything with encode(x) -> (mu, logvar) and decode(z) -> logits, e.g. a
+    model: a module with encode(x) -> (mu, logvar) and decode(z) -> logits, e.g. a
         VAE.
     likelihood: "bernoulli" (on logits) or "gaussian" (mean sigmoid(logits), fixed
         sigma = exp(log_sigma)).
     """
-    check_choice("likelihood", likelihood, LIKELIHOODS)
+    _check_elbo_arguments(model, x, likelihood, generator, log_sigma)
     check_float("beta", beta, 0.0)  # 1: the true ELBO
     mu, logvar = model.encode(x)  # (B, L) each
     z = reparameterize(mu, logvar, generator)  # (B, L)
@@ -260,12 +270,8 @@ def negative_elbo_nats(
     was found in.
     """
     batch_size = check_int("batch_size", batch_size)
-    check_tensor("images", images, floating=True)
-    if images.dim() < 2 or len(images) == 0:
-        raise ValueError(
-            "images must be a non-empty batch (N, ...), got shape "
-            f"{tuple(images.shape)}"
-        )
+    _check_elbo_arguments(model, images, likelihood, generator, log_sigma)
+    _check_batch("images", images)
     totals = {"nelbo": 0.0, "reconstruction": 0.0, "kl": 0.0}
     device = _device(model)
     with eval_mode(model):
@@ -411,6 +417,7 @@ def sample(
     """n images decoded from z ~ N(0, I): the mean sigmoid(logits) of p(x|z),
     (n, C, H, W) in [0, 1]."""
     check_int("n", n)
+    _check_generator(generator)
     shape = (n, _latent_dim(model))  # (n, L)
     z = torch.randn(shape, generator=generator, device=_device(model))
     return torch.sigmoid(model.decode(z).float())
@@ -423,7 +430,8 @@ def encode_mean(
     """The posterior means mu(x) = E_q[z|x] of `images`: (N, C, H, W) -> (N, L),
     on the model's device."""
     batch_size = check_int("batch_size", batch_size)
-    check_tensor("images", images, floating=True)
+    _check_vae(model)
+    _check_batch("images", images)
     device = _device(model)
     return torch.cat(
         [
@@ -461,7 +469,7 @@ def interpolate(
     check_tensor("x_a", x_a, dims=3, shape="(C, H, W)")
     check_same_shape("x_a", x_a, "x_b", check_tensor("x_b", x_b))
     check_int("steps", steps, minimum=2)  # both ends are included
-    device = _device(model)
+    device = _device(_check_vae(model))
     mu, _ = model.encode(torch.stack([x_a, x_b]).to(device))  # (2, L)
     t = torch.linspace(0.0, 1.0, steps, device=device)[:, None]  # (steps, 1)
     z = (1 - t) * mu[0] + t * mu[1]  # z_t = (1 - t) mu_a + t mu_b
@@ -498,6 +506,7 @@ def active_units(
 def toy_objective(target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """f(z) = sum_j (z_j - c_j)^2: (S, D) -> (S,), the toy on which the two
     estimators are compared."""
+    check_tensor("target", target, dims=1, floating=True, shape="(D,)")
     return lambda z: (z - target).square().sum(dim=-1)
 
 
@@ -506,16 +515,25 @@ def toy_gradient(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The exact gradient of E[f(z)] for the toy:
     E = sum_j (mu_j - c_j)^2 + sigma_j^2."""
+    check_tensor("mu", mu, dims=1, floating=True, shape="(D,)")
+    _check_pair("mu", mu, "log_sigma", log_sigma)
+    _check_pair("mu", mu, "target", target)
     # dE/dmu = 2(mu - c), dE/dlog sigma = 2 sigma^2
     return 2 * (mu - target), 2 * torch.exp(2 * log_sigma)
 
 
 def _check_gaussian(
-    mu: torch.Tensor, log_sigma: torch.Tensor, n_samples: int
+    f: Callable[[torch.Tensor], torch.Tensor],
+    mu: torch.Tensor,
+    log_sigma: torch.Tensor,
+    n_samples: int,
+    generator: torch.Generator | None,
 ) -> None:
+    _check_function("f", f, "a function of z (S, D) -> (S,)")
     check_tensor("mu", mu, dims=1, floating=True, shape="(D,)")
     _check_pair("mu", mu, "log_sigma", log_sigma)
     check_int("n_samples", n_samples)
+    _check_generator(generator)
 
 
 def reparam_gradient(
@@ -531,7 +549,7 @@ def reparam_gradient(
     f must be differentiable and map (S, D) -> (S,); the gradient flows through
     z = mu + sigma * eps.
     """
-    _check_gaussian(mu, log_sigma, n_samples)
+    _check_gaussian(f, mu, log_sigma, n_samples, generator)
     mu = mu.detach().requires_grad_()
     log_sigma = log_sigma.detach().requires_grad_()
     # (S, D)
@@ -557,7 +575,7 @@ def score_function_gradient(
     grad E_q[f] = E_q[f(z) grad log q(z)]; only values of f are needed, never its
     gradient.
     """
-    _check_gaussian(mu, log_sigma, n_samples)
+    _check_gaussian(f, mu, log_sigma, n_samples, generator)
     mu, log_sigma = mu.detach(), log_sigma.detach()
     sigma = log_sigma.exp()
     # (S, D)
@@ -584,6 +602,8 @@ def gradient_variance(
     """The variance of `estimator`'s (mu, log_sigma) gradients across `repeats`
     independent runs, each (D,)."""
     check_int("repeats", repeats, minimum=2)  # a variance needs two runs
+    _check_function("estimator", estimator, "a gradient estimator")
+    _check_gaussian(f, mu, log_sigma, n_samples, generator)
     runs = [
         estimator(f, mu, log_sigma, n_samples, generator) for _ in range(repeats)
     ]
@@ -598,10 +618,71 @@ def gradient_variance(
 
 
 def _check_pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    """Two tensors of one shape."""
-    check_same_shape(
-        name_a, check_tensor(name_a, a), name_b, check_tensor(name_b, b)
-    )
+    """Two floating-point tensors of one shape."""
+    check_tensor(name_a, a, floating=True)
+    check_same_shape(name_a, a, name_b, check_tensor(name_b, b, floating=True))
+
+
+def _check_vae(model: nn.Module) -> nn.Module:
+    """A module with encode(x) -> (mu, logvar) and decode(z) -> logits."""
+    check_module("model", model)
+    missing = [name for name in ("encode", "decode") if not hasattr(model, name)]
+    if missing:
+        raise TypeError(
+            "model must be a VAE (a module with encode(x) -> (mu, logvar) and "
+            f"decode(z) -> logits), got {type(model).__name__} without "
+            f"{' and '.join(missing)}"
+        )
+    return model
+
+
+def _check_elbo_arguments(
+    model: nn.Module,
+    x: torch.Tensor,
+    likelihood: str,
+    generator: torch.Generator | None,
+    log_sigma: float | torch.Tensor,
+) -> None:
+    _check_vae(model)
+    check_tensor("x", x, floating=True)
+    check_choice("likelihood", likelihood, LIKELIHOODS)
+    _check_generator(generator)
+    _check_log_sigma(log_sigma, x)
+
+
+def _check_batch(name: str, images: torch.Tensor) -> None:
+    check_tensor(name, images, floating=True)
+    if images.dim() < 2 or len(images) == 0:
+        raise ValueError(
+            f"{name} must be a non-empty batch (N, ...), got shape "
+            f"{tuple(images.shape)}"
+        )
+
+
+def _check_generator(generator: torch.Generator | None) -> None:
+    check_optional(check_instance, "generator", generator, torch.Generator)
+
+
+def _check_function(name: str, f: Callable, what: str) -> None:
+    if not callable(f):
+        raise TypeError(f"{name} must be {what}, got {describe(f)}")
+
+
+def _check_log_sigma(log_sigma: float | torch.Tensor, x: torch.Tensor) -> None:
+    """A finite number, or a finite float tensor that broadcasts against x."""
+    if not isinstance(log_sigma, torch.Tensor):
+        check_float("log_sigma", log_sigma)
+        return
+    check_tensor("log_sigma", log_sigma, floating=True, finite=True)
+    try:
+        fits = torch.broadcast_shapes(log_sigma.shape, x.shape) == x.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"log_sigma of shape {tuple(log_sigma.shape)} must broadcast against "
+            f"x of shape {tuple(x.shape)}"
+        )
 
 
 def _check_grid(

@@ -26,7 +26,13 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from minigen.core.validators import check_bool, check_int, check_tensor
+from minigen.core.runtime import as_device
+from minigen.core.validators import (
+    MAX_SIZE,
+    check_bool,
+    check_int,
+    check_tensor,
+)
 from minigen.nn.layers import CheckedModule, group_norm, zero_init
 
 
@@ -56,6 +62,7 @@ def causal_mask(length: int, device: torch.device | str | None = None) -> Tensor
     """(L, L) booleans, True where key j <= query i: each token sees itself and
     the tokens before it."""
     length = check_int("length", length)
+    device = None if device is None else as_device(device)
     return torch.ones(length, length, dtype=torch.bool, device=device).tril()
 
 
@@ -77,6 +84,7 @@ def padding_mask(valid: Tensor, length: int | None = None) -> Tensor:
 def combine_masks(*masks: Tensor | None) -> Tensor | None:
     """What every given mask allows (logical and, broadcast); None if none given."""
     given = [mask for mask in masks if mask is not None]
+    _check_combinable(given)
     return reduce(torch.logical_and, given) if given else None
 
 
@@ -193,6 +201,7 @@ class CrossAttention2d(CheckedModule):
     def __init__(self, channels: int, context_dim: int, heads: int = 4):
         super().__init__()
         self.channels, heads = _check_heads("channels", channels, heads)
+        context_dim = check_int("context_dim", context_dim)
         self.norm = group_norm(channels)
         self.attention = MultiHeadAttention(channels, heads, context_dim)
         zero_init(self.attention.to_out)
@@ -299,6 +308,24 @@ def _check_broadcast_mask(mask: Tensor, scores: tuple[int, ...]) -> None:
         )
 
 
+def _check_combinable(masks: list[Tensor]) -> None:
+    """Bool tensors that broadcast together."""
+    for index, mask in enumerate(masks):
+        check_tensor(f"masks[{index}]", mask, shape="of bools")
+        if mask.dtype != torch.bool:
+            raise TypeError(
+                f"masks[{index}] must be a bool tensor (True = may attend), got "
+                f"{mask.dtype}"
+            )
+    try:
+        torch.broadcast_shapes(*(mask.shape for mask in masks))
+    except RuntimeError as error:
+        shapes = ", ".join(str(tuple(mask.shape)) for mask in masks)
+        raise ValueError(
+            f"masks of shapes {shapes} do not broadcast together"
+        ) from error
+
+
 def _check_padding_inputs(valid: Tensor, length: int | None) -> int:
     """Lk, after checking `valid`: (B, Lk) bools or (B,) integer lengths."""
     check_tensor("valid", valid, dims=(1, 2), shape="(B, Lk) bool or (B,) lengths")
@@ -317,10 +344,10 @@ def _check_padding_inputs(valid: Tensor, length: int | None) -> int:
     shortest, longest = (
         (int(valid.min()), int(valid.max())) if valid.numel() else (0, 0)
     )
-    length = longest if length is None else check_int("length", length, minimum=0)
-    if shortest < 0 or longest > length:
+    limit = MAX_SIZE if length is None else check_int("length", length, minimum=0)
+    if shortest < 0 or longest > limit:
         raise ValueError(
-            f"lengths must lie in [0, {length}], got lengths from {shortest} to "
+            f"lengths must lie in [0, {limit}], got lengths from {shortest} to "
             f"{longest}"
         )
-    return length
+    return longest if length is None else length

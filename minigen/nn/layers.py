@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from minigen.core.validators import check_int
+from minigen.core.validators import check_int, check_module
 
 # GroupNorm uses gcd(8, channels) groups: any width works, and 8 or more get 8
 MAX_GROUPS = 8
@@ -41,7 +41,7 @@ def norm_act(channels: int) -> nn.Sequential:
 
 def zero_init(module: nn.Module) -> nn.Module:
     """Set every parameter of `module` to 0 and return it: its branch outputs 0."""
-    for parameter in module.parameters():
+    for parameter in check_module("module", module).parameters():
         nn.init.zeros_(parameter)
     return module
 
