@@ -703,7 +703,7 @@ def valid_tables(ctx: Context):
         },
         "judge_size": {"expected": lambda _: 3, "got": lambda _: 3},
         "judge_tensor": {"expected": lambda _: torch.ones(3), "got": lambda _: torch.ones(3)},
-        "judge_weights": {"expected": lambda _: torch.ones(3), "got": lambda _: torch.ones(3)},
+        "judge_weights": {"expected": lambda _: torch.eye(3), "got": lambda _: torch.eye(3)},
         "judge_close": {"expected": lambda _: torch.ones(3), "got": lambda _: torch.ones(3)},
         "judge_sample_and_gradients": {"expected": lambda _: (torch.ones(3),) * 3,
                                        "got": lambda _: (torch.ones(3),) * 3},
