@@ -1,17 +1,27 @@
 """The 2-D Gaussian-mixture toy: its noised density and score against torch.distributions and autograd, and a
 short training whose noise-prediction error against the exact answer shrinks."""
+
 import math
 
 import pytest
 import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-from minigen.diffusion.schedule import NoiseSchedule
-from minigen.diffusion.training import train_diffusion
 from minigen.core.runtime import choose_precision
+from minigen.diffusion.schedule import NoiseSchedule
 from minigen.diffusion.toy2d import GaussianMixture2d, ToyDenoiser, eps_error
+from minigen.diffusion.training import train_diffusion
 
 MIXTURE = GaussianMixture2d.ring(components=6, radius=1.0, std=0.1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The models are tiny: one thread avoids the cost of syncing threads on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def torch_mixture(mixture, alpha_bar):
@@ -22,15 +32,24 @@ def torch_mixture(mixture, alpha_bar):
 
 @pytest.mark.parametrize("alpha_bar", [1.0, 0.9, 0.3, 0.01])
 def test_noised_log_density_matches_torch_distributions(alpha_bar):
-    x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.5
+    x = (
+        torch.randn(
+            100, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+        )
+        * 1.5
+    )
     expected = torch_mixture(MIXTURE, alpha_bar).log_prob(x)
     assert torch.allclose(MIXTURE.log_prob(x, alpha_bar), expected, atol=1e-10)
 
 
 @pytest.mark.parametrize("alpha_bar", [1.0, 0.5, 0.05])
 def test_score_is_the_gradient_of_the_log_density(alpha_bar):
-    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64).requires_grad_()
-    (gradient,) = torch.autograd.grad(torch_mixture(MIXTURE, alpha_bar).log_prob(x).sum(), x)
+    x = torch.randn(
+        50, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    ).requires_grad_()
+    (gradient,) = torch.autograd.grad(
+        torch_mixture(MIXTURE, alpha_bar).log_prob(x).sum(), x
+    )
     assert torch.allclose(MIXTURE.score(x.detach(), alpha_bar), gradient, atol=1e-9)
 
 
@@ -44,13 +63,15 @@ def test_true_eps_is_the_posterior_mean_of_the_noise():
     point = torch.tensor([[0.4, 0.2]], dtype=torch.float64)
     near = (x_t - point).norm(dim=1) < 0.05
     assert near.sum() > 500
-    assert torch.allclose(eps[near].mean(0), MIXTURE.true_eps(point, alpha_bar)[0], atol=0.06)
+    assert torch.allclose(
+        eps[near].mean(0), MIXTURE.true_eps(point, alpha_bar)[0], atol=0.06
+    )
 
 
 def test_samples_have_the_mixture_statistics():
     x = MIXTURE.sample(60_000, torch.Generator().manual_seed(3))
     assert x.dtype == torch.float32 and x.shape == (60_000, 2)
-    assert x.mean(0).abs().max() < 0.02                                  # a symmetric ring: mean 0
+    assert x.mean(0).abs().max() < 0.02  # a symmetric ring: mean 0
     radius = x.norm(dim=1)
     assert radius.mean().item() == pytest.approx(1.0, abs=0.02)
 
@@ -72,11 +93,39 @@ def test_a_short_training_shrinks_the_eps_error_against_the_exact_answer():
     data = MIXTURE.sample(20_000, generator)
     torch.manual_seed(0)
     model = ToyDenoiser(hidden=64, layers=2)
-    timesteps = [30, 60, 90]                          # (near t = 0 the score is sharp and needs longer)
-    before = eps_error(model, MIXTURE, schedule, timesteps, n=2000, generator=torch.Generator().manual_seed(5))
-    batches = lambda step: (data[torch.randint(len(data), (256,), generator=generator)], None)
-    ema_model, history = train_diffusion(model, schedule, batches, steps=300, lr=3e-3, ema_decay=0.9,
-                                         precision=choose_precision("cpu", dtype="fp32"), progress=False)
-    after = eps_error(ema_model, MIXTURE, schedule, timesteps, n=2000, generator=torch.Generator().manual_seed(5))
+    timesteps = [30, 60, 90]  # (near t = 0 the score is sharp and needs longer)
+    before = eps_error(
+        model,
+        MIXTURE,
+        schedule,
+        timesteps,
+        n=2000,
+        generator=torch.Generator().manual_seed(5),
+    )
+
+    def batches(step):
+        return (
+            data[torch.randint(len(data), (256,), generator=generator)],
+            None,
+        )
+
+    ema_model, history = train_diffusion(
+        model,
+        schedule,
+        batches,
+        steps=300,
+        lr=3e-3,
+        ema_decay=0.9,
+        precision=choose_precision("cpu", dtype="fp32"),
+        progress=False,
+    )
+    after = eps_error(
+        ema_model,
+        MIXTURE,
+        schedule,
+        timesteps,
+        n=2000,
+        generator=torch.Generator().manual_seed(5),
+    )
     assert sum(history.losses[-30:]) < 0.7 * sum(history.losses[:30])
     assert all(after[t] < 0.5 * before[t] for t in timesteps), (before, after)

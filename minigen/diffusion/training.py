@@ -1,71 +1,141 @@
-"""Diffusion models: the forward noising process, three prediction targets, DDPM and DDIM sampling, guidance.
+"""Training a diffusion model: the loss of `objectives`, condition dropout, EMA,
+resumable.
 
 Implements
-- the forward process q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I), the posterior q(x_{t-1} | x_t, x_0),
-  the "simple" epsilon loss and ancestral sampling of J. Ho, A. Jain, P. Abbeel, "Denoising Diffusion
-  Probabilistic Models", NeurIPS 2020 (linear betas 1e-4 -> 0.02 over T = 1000);
-- the cosine schedule (s = 0.008, betas clipped at 0.999) of A. Nichol, P. Dhariwal, "Improved Denoising
-  Diffusion Probabilistic Models", ICML 2021; the sigmoid schedule of A. Jabri, D. Fleet, T. Chen,
-  "Scalable Adaptive Computation for Iterative Generation", 2022 (as in lucidrains/denoising-diffusion-pytorch);
-- DDIM sampling with eta, and its deterministic inversion (eta = 0), J. Song, C. Meng, S. Ermon,
-  "Denoising Diffusion Implicit Models", ICLR 2021;
-- v-prediction, v = sqrt(abar) eps - sqrt(1 - abar) x_0, T. Salimans, J. Ho, "Progressive Distillation for
-  Fast Sampling of Diffusion Models", ICLR 2022;
-- min-SNR-gamma loss weighting, T. Hang et al., "Efficient Diffusion Training via Min-SNR Weighting
-  Strategy", ICCV 2023;
-- classifier-free guidance, pred = pred_uncond + w (pred_cond - pred_uncond), J. Ho, T. Salimans,
-  "Classifier-Free Diffusion Guidance", 2022.
-
-Timesteps are integers t = 0 .. T-1; index t holds beta_{t+1} of the papers' 1-based notation, so
-abar[t] is the signal level after t + 1 noising steps. A model is called as model(x_t, t) or, with
-labels, model(x_t, t, labels), and predicts the target of its `objective`: "eps", "x0" or "v".
+- the training of J. Ho, A. Jain, P. Abbeel, "Denoising Diffusion Probabilistic
+  Models", NeurIPS 2020: one random timestep per image, an exponential moving
+  average of the weights to sample with;
+- condition dropout, which replaces a share of the conditions by the model's NULL
+  condition so that one network learns the conditional and the unconditional
+  prediction that classifier-free guidance mixes: J. Ho, T. Salimans,
+  "Classifier-Free Diffusion Guidance", 2022;
+- AdamW, I. Loshchilov, F. Hutter, "Decoupled Weight Decay Regularization", ICLR
+  2019, with the cosine decay of the learning rate of their "SGDR", ICLR 2017.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from minigen.core.runtime import Precision, choose_precision, seed_everything
-from minigen.core.train import EMA, History, train
-from minigen.diffusion.objectives import _check_objective, diffusion_loss
-from minigen.diffusion.schedule import NoiseSchedule
+from minigen.core.train import EMA, History, check_training_arguments, train
+from minigen.core.validators import (
+    check_instance,
+    check_module,
+    check_optional,
+    check_positive,
+    check_probability,
+    check_tensor,
+    describe,
+)
+from minigen.diffusion.objectives import (
+    check_condition,
+    check_objective,
+    diffusion_loss,
+)
+from minigen.diffusion.schedule import NoiseSchedule, check_schedule
+from minigen.nn.embeddings import Condition, where_condition
+
+Batches = Callable[[int], tuple[Tensor, Condition | None]]
 
 
-def train_diffusion(model: nn.Module, schedule: NoiseSchedule, batches: Callable[[int], tuple[Tensor, Tensor | None]],
-                    steps: int, objective: str = "eps", lr: float = 1e-3, min_snr_gamma: float | None = None,
-                    label_dropout: float = 0.0, ema_decay: float = 0.999, grad_clip: float | None = 1.0,
-                    precision: Precision | None = None, progress: bool = True, seed: int = 0,
-                    desc: str = "diffusion") -> tuple[nn.Module, History]:
-    """Train a denoiser with `diffusion_loss`; returns its EMA copy (what DDPM samples with) and the History.
+def train_diffusion(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    batches: Batches,
+    steps: int,
+    objective: str = "eps",
+    lr: float = 1e-3,
+    min_snr_gamma: float | None = None,
+    cond_dropout: float = 0.0,
+    ema_decay: float = 0.999,
+    grad_clip: float | None = 1.0,
+    precision: Precision | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    desc: str = "diffusion",
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+) -> tuple[nn.Module, History]:
+    """Train a denoiser with `diffusion_loss`; returns its EMA copy (what DDPM
+    samples with) and the History.
 
-    batches(step) -> (x0 (B, ...) on any device, labels (B, K) or None). label_dropout: the share of
-    samples whose labels are replaced by the model's null labels (`model.null_labels(B, device)`), so one
-    model learns the conditional and the unconditional prediction that classifier-free guidance mixes.
-    AdamW with a cosine decay of the learning rate; gradients clipped to `grad_clip`.
+    batches(step) -> (x0 (B, ...) on any device, its condition or None): class
+        labels, an embedding or TokenStates, one row per image.
+    cond_dropout: the share of images whose condition is replaced by the model's
+        NULL condition, `model.null_cond(B, device)`.
+    min_snr_gamma: weight the loss by min-SNR-gamma (see `loss_weights`).
+    checkpoint: a file that training resumes from, bit for bit, if it exists
+        (the dropout's generator included); written every `checkpoint_every`
+        steps and at the end.
+    AdamW with a cosine decay of the learning rate; gradients clipped to grad_clip.
     """
-    _check_objective(objective)
-    if not 0.0 <= label_dropout < 1.0:
-        raise ValueError(f"label_dropout must lie in [0, 1), got {label_dropout}")
+    _check_arguments(locals())
     precision = precision or choose_precision()
     seed_everything(seed)
     model.to(precision.device)
     ema = EMA(model, decay=ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     schedule_lr = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    dropout = torch.Generator().manual_seed(seed + 1)
+    dropout = torch.Generator().manual_seed(seed + 1)  # which conditions to drop
 
     def loss_fn(step: int) -> Tensor:
-        x0, labels = batches(step)
+        x0, cond = _unpack(batches(step), step)
         x0 = x0.to(precision.device)
-        if labels is not None:
-            labels = labels.to(precision.device)
-            if label_dropout > 0:
-                drop = (torch.rand(len(labels), generator=dropout) < label_dropout).to(precision.device)
-                labels = torch.where(drop[:, None], model.null_labels(len(labels), precision.device), labels)
-        return diffusion_loss(model, schedule, x0, objective, labels, min_snr_gamma)
+        if cond is not None:
+            cond = cond.to(precision.device)
+            if cond_dropout > 0:
+                drop = torch.rand(len(cond), generator=dropout) < cond_dropout
+                null = model.null_cond(len(cond), precision.device)
+                cond = where_condition(drop.to(precision.device), null, cond)
+        return diffusion_loss(model, schedule, x0, objective, cond, min_snr_gamma)
 
-    history = train(model, loss_fn, steps=steps, optimizer=optimizer, scheduler=schedule_lr, precision=precision,
-                    ema=ema, grad_clip=grad_clip, progress=progress, desc=desc)
+    history = train(
+        model, loss_fn, steps=steps, optimizer=optimizer, scheduler=schedule_lr,
+        precision=precision, ema=ema, grad_clip=grad_clip, progress=progress,
+        desc=desc, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+        generators=[dropout],  # the dropout's random state is checkpointed too
+    )  # fmt: skip
     return ema.module, history
+
+
+def _check_arguments(arguments: dict[str, Any]) -> None:
+    """train_diffusion's arguments, checked before anything is built or seeded."""
+    names = "steps lr seed precision progress checkpoint checkpoint_every".split()
+    check_training_arguments(**{name: arguments[name] for name in names})
+    model = check_module("model", arguments["model"])
+    check_schedule(arguments["schedule"])
+    if not callable(arguments["batches"]):
+        raise TypeError(
+            "batches must be a function of the step returning (x0, cond), got "
+            f"{describe(arguments['batches'])}"
+        )
+    check_objective(arguments["objective"])
+    check_optional(check_positive, "min_snr_gamma", arguments["min_snr_gamma"])
+    check_probability("cond_dropout", arguments["cond_dropout"])
+    check_probability("ema_decay", arguments["ema_decay"])
+    check_optional(check_positive, "grad_clip", arguments["grad_clip"])
+    check_instance("desc", arguments["desc"], str)
+    has_null = callable(getattr(model, "null_cond", None))
+    if arguments["cond_dropout"] > 0 and not has_null:
+        raise TypeError(
+            "cond_dropout needs the model's NULL condition, model.null_cond(batch, "
+            f"device); {type(model).__name__} has none"
+        )
+
+
+def _unpack(batch: Any, step: int) -> tuple[Tensor, Condition | None]:
+    """batches(step)'s (x0, cond), checked."""
+    if not isinstance(batch, tuple) or len(batch) != 2:
+        raise TypeError(
+            "batches(step) must return (x0, cond), cond None if unconditional; at "
+            f"step {step} it returned {describe(batch)}"
+        )
+    x0, cond = batch
+    check_tensor("the x0 of batches(step)", x0, floating=True, shape="(B, ...)")
+    check_condition("the cond of batches(step)", cond, len(x0) if x0.dim() else 0)
+    return x0, cond

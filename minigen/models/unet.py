@@ -1,109 +1,155 @@
-"""The diffusion U-Net: residual blocks, a sinusoidal time embedding, self-attention and class conditioning.
+"""The diffusion U-Net: residual blocks, a sinusoidal time embedding,
+self-attention, and conditioning on class labels or on an embedding.
 
 Implements
-- the U-Net of J. Ho, A. Jain, P. Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020: residual
-  blocks with GroupNorm and SiLU that the time embedding conditions, self-attention at the low
-  resolutions (16x16 in the paper), zero-initialised last convolutions so that a fresh network is close to
-  the identity on its skip paths;
-- the encoder-decoder with skip connections from each encoder resolution to the decoder's, O. Ronneberger,
-  P. Fischer, T. Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015;
-- the scale-shift conditioning of each block, GroupNorm(h) (1 + scale) + shift, of A. Nichol, P. Dhariwal,
-  "Improved Denoising Diffusion Probabilistic Models", ICML 2021;
-- the sinusoidal embedding and scaled dot-product multi-head attention of A. Vaswani et al., "Attention Is
-  All You Need", NeurIPS 2017;
-- class conditioning with a learned NULL label per attribute, so that one network predicts both the
-  conditional and the unconditional output, the ingredient of J. Ho, T. Salimans, "Classifier-Free
-  Diffusion Guidance", arXiv:2207.12598 (2022).
+- the U-Net of J. Ho, A. Jain, P. Abbeel, "Denoising Diffusion Probabilistic
+  Models", NeurIPS 2020: residual blocks with GroupNorm and SiLU that the time
+  embedding conditions, self-attention at the low resolutions (16x16 in the paper),
+  zero-initialised last convolutions so that a fresh network is close to the
+  identity on its skip paths;
+- the encoder-decoder with skip connections from each encoder resolution to the
+  decoder's, O. Ronneberger, P. Fischer, T. Brox, "U-Net: Convolutional Networks for
+  Biomedical Image Segmentation", MICCAI 2015;
+- the scale-shift conditioning of each block, GroupNorm(h) (1 + scale) + shift, of
+  A. Nichol, P. Dhariwal, "Improved Denoising Diffusion Probabilistic Models", ICML
+  2021;
+- conditioning with a learned NULL condition (a NULL label per attribute, or a NULL
+  embedding), so that one network predicts both the conditional and the
+  unconditional output, the ingredient of J. Ho, T. Salimans, "Classifier-Free
+  Diffusion Guidance", arXiv:2207.12598 (2022); an embedding (e.g. CLIP's) is
+  projected and added to the time embedding as in the decoder of A. Ramesh et al.,
+  "Hierarchical Text-Conditional Image Generation with CLIP Latents" (DALL-E 2),
+  2022.
 
-The network maps noisy images (B, C, S, S), timesteps (B,) and optional labels (B, K) to (B, C, S, S); what
-the output means (the noise eps, the clean image x0 or the velocity v) is the training loss's choice.
+The network maps noisy images (B, C, S, S), timesteps (B,) and an optional condition
+to (B, C, S, S); what the output means (the noise eps, the clean image x0 or the
+velocity v) is the training loss's choice.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from minigen.nn.layers import norm_act
-from minigen.nn.conv import _check_int
-from minigen.nn.resample import ResizeConvUp
+from minigen.core.validators import (
+    check_instance,
+    check_int,
+    check_ints,
+    check_optional,
+    check_probability,
+    check_tensor,
+    describe,
+)
 from minigen.nn.attention import SelfAttention2d
-from minigen.nn.embeddings import timestep_embedding
-from minigen.nn.layers import downsample, zero_init
-from minigen.nn.residual import ResidualBlock, _check_dropout
+from minigen.nn.embeddings import (
+    Condition,
+    EmbeddingProjection,
+    LabelEmbedding,
+    TimestepEmbedding,
+    TokenStates,
+)
+from minigen.nn.layers import CheckedModule, downsample, norm_act, zero_init
+from minigen.nn.resample import ResizeConvUp
+from minigen.nn.residual import ResidualBlock
+
+MAX_LEVELS = 8  # a 2^7 = 128-fold halving is already more than any image here needs
 
 
 class _AttentiveResidualBlock(nn.Module):
-    """A ResidualBlock, followed by SelfAttention2d when `attend`: one unit of a U-Net level."""
+    """A ResidualBlock, followed by SelfAttention2d when `attend`: one unit of a
+    level."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float, attend: bool, heads: int):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        emb_dim: int,
+        dropout: float,
+        attend: bool,
+        heads: int,
+    ):
         super().__init__()
         self.residual = ResidualBlock(c_in, c_out, emb_dim, dropout)
         self.attention = SelfAttention2d(c_out, heads) if attend else nn.Identity()
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         return self.attention(self.residual(x, emb))  # (B, c_out, H, W)
 
 
-def _check_positive_ints(name: str, values: Sequence[int], allow_empty: bool = False) -> tuple[int, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or (len(values) == 0 and not allow_empty):
-        raise ValueError(f"{name} must be a {'' if allow_empty else 'non-empty '}sequence of ints, got {values!r}")
-    for value in values:
-        _check_int(f"every entry of {name}", value, minimum=0 if allow_empty else 1)
-    return tuple(values)
+class UNet(CheckedModule):
+    """eps / x0 / v predictor for diffusion: (B, C, S, S) noisy images, (B,)
+    timesteps and an optional condition -> (B, C, S, S).
 
+    Level i works at base_channels * channel_mults[i] channels and side image_size /
+    2^i. The encoder runs blocks_per_level residual blocks per level (each followed
+    by self-attention at the levels listed in attention_levels) and halves the side
+    between levels with a stride-2 3x3 convolution; the middle is residual block,
+    attention, residual block at the lowest resolution; the decoder mirrors the
+    encoder with blocks_per_level + 1 blocks per level, each reading the
+    concatenation of its input with one encoder activation (the skip connections),
+    and doubles the side with resize-convolution. The last convolution starts at
+    zero, so a fresh model predicts 0.
 
-class UNet(nn.Module):
-    """eps / x0 / v predictor for diffusion: (B, C, S, S) noisy images, (B,) timesteps, optional (B, K) labels
-    -> (B, C, S, S).
-
-    Level i works at base_channels * channel_mults[i] channels and side image_size / 2^i. The encoder runs
-    blocks_per_level residual blocks per level (each followed by self-attention at the levels listed in
-    attention_levels) and halves the side between levels with a stride-2 3x3 convolution; the middle is
-    residual block, attention, residual block at the lowest resolution; the decoder mirrors the encoder with
-    blocks_per_level + 1 blocks per level, each reading the concatenation of its input with one encoder
-    activation (the skip connections), and doubles the side with resize-convolution. The last convolution
-    starts at zero, so a fresh model predicts 0.
-
-    The timestep t goes through timestep_embedding(t, base_channels) and a 2-layer MLP to emb_dim =
-    4 * base_channels. With class_counts, e.g. (5, 6) for (shape, colour), each attribute k has an
-    nn.Embedding of class_counts[k] + 1 rows added to the time embedding; row class_counts[k] is the NULL
-    label (unconditional), which labels=None selects for every attribute.
+    The timestep t goes through timestep_embedding(t, base_channels) and a 2-layer
+    MLP to emb_dim = 4 * base_channels. The condition's embedding is added to it:
+    - class_counts, e.g. (5, 6) for (shape, colour): cond is labels (B, K) long,
+      embedded by a LabelEmbedding whose row class_counts[k] of attribute k is the
+      NULL label;
+    - cond_dim: cond is an embedding (B, cond_dim) float, e.g. a CLIP image
+      embedding, projected by an EmbeddingProjection with a learned NULL vector.
+    cond=None means the NULL condition; `null_cond(B)` returns it. Without either,
+    the model is unconditional.
     """
 
-    def __init__(self, in_channels: int = 3, base_channels: int = 32, channel_mults: Sequence[int] = (1, 2, 2),
-                 blocks_per_level: int = 1, attention_levels: Sequence[int] = (2,), dropout: float = 0.0,
-                 image_size: int = 32, class_counts: Sequence[int] | None = None, heads: int = 4):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        base_channels: int = 32,
+        channel_mults: Sequence[int] = (1, 2, 2),
+        blocks_per_level: int = 1,
+        attention_levels: Sequence[int] = (2,),
+        dropout: float = 0.0,
+        image_size: int = 32,
+        class_counts: Sequence[int] | None = None,
+        heads: int = 4,
+        cond_dim: int | None = None,
+    ):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("base_channels", base_channels),
-                            ("blocks_per_level", blocks_per_level), ("image_size", image_size), ("heads", heads)):
-            _check_int(name, value)
+        self.in_channels = check_int("in_channels", in_channels, maximum=1024)
+        self.base_channels = check_int("base_channels", base_channels, maximum=4096)
+        self.image_size = check_int("image_size", image_size, maximum=4096)
+        blocks_per_level = check_int(
+            "blocks_per_level", blocks_per_level, maximum=32
+        )
+        heads = check_int("heads", heads, maximum=256)
+        check_probability("dropout", dropout)
         if base_channels % 2:
-            raise ValueError(f"base_channels is the time embedding's size and must be even, got {base_channels}")
-        channel_mults = _check_positive_ints("channel_mults", channel_mults)
-        attention_levels = _check_positive_ints("attention_levels", attention_levels, allow_empty=True)
-        levels = len(channel_mults)
-        if any(level >= levels for level in attention_levels):
-            raise ValueError(f"attention_levels {attention_levels} must be level indices in [0, {levels})")
-        _check_dropout(dropout)
-        factor = 2 ** (levels - 1)
-        if image_size % factor:
-            raise ValueError(f"image_size {image_size} must be divisible by 2^{levels - 1} = {factor} "
-                             f"({levels} levels means {levels - 1} halvings)")
-        self.in_channels, self.image_size, self.base_channels = in_channels, image_size, base_channels
-        self.class_counts = None if class_counts is None else _check_positive_ints("class_counts", class_counts)
+            raise ValueError(
+                "base_channels is the time embedding's size and must be even, "
+                f"got {base_channels}"
+            )
+        channel_mults = check_ints("channel_mults", channel_mults)
+        attention_levels = check_ints(
+            "attention_levels", attention_levels, minimum=0, allow_empty=True
+        )
+        levels = _check_levels(channel_mults, attention_levels, image_size)
         emb_dim = 4 * base_channels
-        self.time_mlp = nn.Sequential(nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.label_embeddings = None if self.class_counts is None else nn.ModuleList(
-            nn.Embedding(count + 1, emb_dim) for count in self.class_counts)  # row `count` is the NULL label
+        self.time_embedding = TimestepEmbedding(base_channels, emb_dim)
+        self.cond_embedding = _condition_embedding(class_counts, cond_dim, emb_dim)
+        self.class_counts = getattr(self.cond_embedding, "class_counts", None)
+        self.cond_dim = getattr(self.cond_embedding, "cond_dim", None)
 
         def unit(c_in: int, c_out: int, level: int) -> _AttentiveResidualBlock:
-            return _AttentiveResidualBlock(c_in, c_out, emb_dim, dropout, level in attention_levels, heads)
+            attend = level in attention_levels
+            block = _AttentiveResidualBlock
+            return block(c_in, c_out, emb_dim, dropout, attend, heads)
 
         widths = [base_channels * mult for mult in channel_mults]
         self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
-        skip_channels, channels = [base_channels], base_channels  # channels of every tensor the encoder keeps
+        # the channels of every tensor the encoder keeps for the decoder
+        skip_channels, channels = [base_channels], base_channels
         self.down_levels, self.downsamples = nn.ModuleList(), nn.ModuleList()
         for level, width in enumerate(widths):
             blocks = nn.ModuleList()
@@ -120,82 +166,65 @@ class UNet(nn.Module):
         self.middle_attention = SelfAttention2d(channels, heads)
         self.middle_out = ResidualBlock(channels, channels, emb_dim, dropout)
 
-        self.up_levels, self.upsamples = nn.ModuleList(), nn.ModuleList()  # coarsest level first
+        # the decoder, coarsest level first
+        self.up_levels, self.upsamples = nn.ModuleList(), nn.ModuleList()
         for level in reversed(range(levels)):
             blocks = nn.ModuleList()
             for _ in range(blocks_per_level + 1):
-                blocks.append(unit(channels + skip_channels.pop(), widths[level], level))  # input: concat with skip
+                c_in = channels + skip_channels.pop()  # concatenated with one skip
+                blocks.append(unit(c_in, widths[level], level))
                 channels = widths[level]
             self.up_levels.append(blocks)
             if level > 0:
-                self.upsamples.append(ResizeConvUp(channels))  # nearest x2, then 3x3 conv
-        self.out = nn.Sequential(norm_act(channels), zero_init(nn.Conv2d(channels, in_channels, 3, padding=1)))
+                self.upsamples.append(ResizeConvUp(channels))  # nearest x2, conv
+        self.out = nn.Sequential(
+            norm_act(channels),
+            zero_init(nn.Conv2d(channels, in_channels, 3, padding=1)),
+        )
 
-    def null_labels(self, batch: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """The all-NULL labels (batch, K): row k holds class_counts[k], the "no label" index of attribute k."""
-        if self.class_counts is None:
-            raise ValueError("this UNet is unconditional (class_counts=None): it has no labels, NULL or otherwise")
-        _check_int("batch", batch, minimum=0)
-        return torch.tensor(self.class_counts, dtype=torch.long, device=device).expand(batch, -1).clone()
+    def null_cond(
+        self, batch: int, device: torch.device | str | None = None
+    ) -> Tensor:
+        """The NULL condition for `batch` images: the NULL labels (batch, K) or the
+        learned NULL embedding (batch, cond_dim)."""
+        if self.cond_embedding is None:
+            raise ValueError(
+                "this UNet is unconditional (class_counts=None, cond_dim=None): it "
+                "has no NULL condition; sample it with cond=None and guidance=None"
+            )
+        return self.cond_embedding.null(batch, device)
 
-    def _check_images(self, x: torch.Tensor) -> None:
-        expected = (self.in_channels, self.image_size, self.image_size)
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a tensor, got {type(x).__name__}")
-        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"UNet expects images (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+    def block_names(self) -> list[str]:
+        """The names of the blocks in the order forward calls them, "stem" to "out",
+        e.g. for `layer_shapes(model, x, t, names=model.block_names())`."""
+        names = ["stem"]
+        for level, blocks in enumerate(self.down_levels):
+            names += [f"down_levels.{level}.{i}" for i in range(len(blocks))]
+            names += (
+                [f"downsamples.{level}"] if level < len(self.downsamples) else []
+            )
+        names += ["middle_in", "middle_attention", "middle_out"]
+        for level, blocks in enumerate(self.up_levels):
+            names += [f"up_levels.{level}.{i}" for i in range(len(blocks))]
+            names += [f"upsamples.{level}"] if level < len(self.upsamples) else []
+        return names + ["out"]
 
-    @staticmethod
-    def _batch_timesteps(t: torch.Tensor | int | float, batch: int, device: torch.device) -> torch.Tensor:
-        """t as a (batch,) tensor: a Python number or a 0-d tensor is the same timestep for every image."""
-        if isinstance(t, (int, float)) and not isinstance(t, bool):
-            t = torch.tensor(t, device=device)
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"t must be a tensor of timesteps (B,) or a number, got {type(t).__name__}")
-        if t.dim() == 0:
-            t = t.expand(batch)
-        if t.shape != (batch,):
-            raise ValueError(f"t must have shape ({batch},), one timestep per image, got {tuple(t.shape)}")
-        return t.to(device)
+    def embed(self, t: Tensor, cond: Condition | None = None) -> Tensor:
+        """The vector every block is conditioned on, (B, 4 * base_channels):
+        MLP(timestep_embedding(t)) + the condition's embedding (NULL for None)."""
+        emb = self.time_embedding(t)  # (B, emb_dim)
+        if self.cond_embedding is None:
+            return emb
+        if cond is None:
+            cond = self.null_cond(len(t), t.device)
+        return self.cond_embedding(emb, cond.to(t.device))  # emb + cond's embedding
 
-    def _check_labels(self, labels: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
-        """The labels to embed: None for an unconditional UNet, the NULL labels for labels=None."""
-        if self.class_counts is None:
-            if labels is not None:
-                raise ValueError("this UNet is unconditional (class_counts=None) and takes no labels; got labels")
-            return None
-        if labels is None:
-            return self.null_labels(batch, device)
-        if not isinstance(labels, torch.Tensor) or labels.dtype == torch.bool or labels.is_floating_point() \
-                or labels.is_complex():
-            raise TypeError(f"labels must be an integer tensor (B, K) of class indices, got "
-                            f"{labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__}")
-        k = len(self.class_counts)
-        if labels.shape != (batch, k):
-            raise ValueError(f"labels must have shape ({batch}, {k}), one column per attribute of class_counts "
-                             f"{self.class_counts}, got {tuple(labels.shape)}")
-        counts = torch.tensor(self.class_counts, device=labels.device)  # (K,), also the NULL indices
-        if (labels < 0).any() or (labels > counts).any():
-            raise ValueError(f"labels[:, k] must lie in [0, class_counts[k]] = [0, {list(self.class_counts)}] "
-                             f"(class_counts[k] is NULL), got column minima {labels.amin(0).tolist()} and "
-                             f"maxima {labels.amax(0).tolist()}")
-        return labels.to(device)
-
-    def embed(self, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """The conditioning vector (B, 4 * base_channels): MLP(timestep_embedding(t)) + sum_k E_k[labels[:, k]]."""
-        emb = self.time_mlp(timestep_embedding(t, self.base_channels))  # (B, emb_dim)
-        if labels is not None:
-            for k, embedding in enumerate(self.label_embeddings):
-                emb = emb + embedding(labels[:, k])  # (B, emb_dim)
-        return emb
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor | int | float,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, S, S), t (B,) (or one number / 0-d tensor for all), labels (B, K) or None -> (B, C, S, S)."""
-        self._check_images(x)
-        batch = x.shape[0]
-        t = self._batch_timesteps(t, batch, x.device)
-        emb = self.embed(t, self._check_labels(labels, batch, x.device))  # (B, emb_dim)
+    def forward(
+        self, x: Tensor, t: Tensor | int | float, cond: Condition | None = None
+    ) -> Tensor:
+        """x (B, C, S, S), t (B,) or a number for all, cond or None -> x's shape."""
+        t = torch.as_tensor(t, device=x.device).expand(len(x))  # one per image
+        emb = self.embed(t, cond)  # (B, emb_dim)
         h = self.stem(x)  # (B, base, S, S)
         skips = [h]
         for level, blocks in enumerate(self.down_levels):
@@ -203,12 +232,98 @@ class UNet(nn.Module):
                 h = block(h, emb)  # (B, width_level, S / 2^level, S / 2^level)
                 skips.append(h)
             if level < len(self.downsamples):
-                h = self.downsamples[level](h)  # (B, width_level, S / 2^(level+1), S / 2^(level+1))
+                h = self.downsamples[level](h)  # (B, width_level, H / 2, W / 2)
                 skips.append(h)
-        h = self.middle_out(self.middle_attention(self.middle_in(h, emb)), emb)  # lowest resolution
+        h = self.middle_out(self.middle_attention(self.middle_in(h, emb)), emb)
         for level, blocks in enumerate(self.up_levels):
             for block in blocks:
-                h = block(torch.cat([h, skips.pop()], dim=1), emb)  # concat the mirrored encoder activation
+                # concatenate the mirrored encoder activation (the skip connection)
+                h = block(torch.cat([h, skips.pop()], dim=1), emb)
             if level < len(self.upsamples):
                 h = self.upsamples[level](h)  # (B, width, 2H, 2W)
         return self.out(h)  # (B, C, S, S)
+
+    def check_inputs(
+        self, x: Tensor, t: Tensor | int | float, cond: Condition | None = None
+    ) -> None:
+        side, channels = self.image_size, self.in_channels
+        check_tensor(
+            "x", x, floating=True, shape=f"(B, {channels}, {side}, {side})"
+        )
+        if x.dim() != 4 or tuple(x.shape[1:]) != (channels, side, side):
+            raise ValueError(
+                f"UNet expects images (B, {channels}, {side}, {side}), got "
+                f"{tuple(x.shape)}"
+            )
+        _check_timesteps(t, len(x))
+        if cond is None:
+            return
+        if self.cond_embedding is None:
+            raise ValueError(
+                "this UNet is unconditional (class_counts=None, cond_dim=None) and "
+                f"takes no cond; got {describe(cond)}"
+            )
+        check_instance("cond", cond, (Tensor, TokenStates))
+        if isinstance(cond, Tensor) and cond.dim() == 0:
+            raise ValueError(
+                "cond must hold one condition per image, got a 0-d tensor"
+            )
+        if len(cond) != len(x):
+            raise ValueError(
+                f"cond must hold one condition per image: {len(x)}, got {len(cond)}"
+            )
+
+
+def _condition_embedding(
+    class_counts: Sequence[int] | None, cond_dim: int | None, emb_dim: int
+) -> LabelEmbedding | EmbeddingProjection | None:
+    if class_counts is not None and cond_dim is not None:
+        raise ValueError(
+            "a UNet is conditioned on class labels (class_counts) or on an "
+            f"embedding (cond_dim), not both; got class_counts={class_counts}, "
+            f"cond_dim={cond_dim}"
+        )
+    if class_counts is not None:
+        return LabelEmbedding(class_counts, emb_dim)
+    cond_dim = check_optional(check_int, "cond_dim", cond_dim, maximum=65_536)
+    return None if cond_dim is None else EmbeddingProjection(cond_dim, emb_dim)
+
+
+def _check_levels(
+    channel_mults: tuple[int, ...],
+    attention_levels: tuple[int, ...],
+    image_size: int,
+) -> int:
+    levels = len(channel_mults)
+    if levels > MAX_LEVELS or max(channel_mults) > 64:
+        raise ValueError(
+            f"channel_mults must hold at most {MAX_LEVELS} multipliers of at most "
+            f"64, got {channel_mults}"
+        )
+    if any(level >= levels for level in attention_levels):
+        raise ValueError(
+            f"attention_levels {attention_levels} must be level indices in "
+            f"[0, {levels})"
+        )
+    factor = 2 ** (levels - 1)
+    if image_size % factor:
+        raise ValueError(
+            f"image_size {image_size} must be divisible by 2^{levels - 1} = "
+            f"{factor} ({levels} levels means {levels - 1} halvings)"
+        )
+    return levels
+
+
+def _check_timesteps(t: Tensor | int | float, batch: int) -> None:
+    if isinstance(t, bool) or not isinstance(t, (Tensor, int, float)):
+        raise TypeError(
+            f"t must be a tensor of timesteps (B,) or a number, got {describe(t)}"
+        )
+    if isinstance(t, Tensor):
+        if t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"t must hold integer or real timesteps, got {t.dtype}")
+        if t.dim() != 0 and t.shape != (batch,):
+            raise ValueError(
+                f"t must have shape ({batch},), one timestep per image, got "
+                f"{tuple(t.shape)}"
+            )

@@ -1,0 +1,222 @@
+"""Sampling and scoring diffusion models of the shapes world, for the chapters'
+notebooks and benchmarks alike.
+
+- Training batches of single-object scenes with their (shape, colour) labels, in the
+  model's range [-1, 1].
+- Batched, optionally guided sampling with one random stream (DDIM or DDPM, see
+  `minigen.diffusion.sampling`), timed per image, returned in [0, 1].
+- Scores read by the chapter-1 oracle: the Frechet oracle distance to real scenes
+  (the FID of M. Heusel et al., "GANs Trained by a Two Time-Scale Update Rule
+  Converge to a Local Nash Equilibrium", NeurIPS 2017, with the oracle as the
+  feature network), the share of valid scenes, and for conditional samples how
+  often the requested shape and colour are read back, and how varied the samples
+  of one request are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import replace
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from minigen.core.runtime import Precision
+from minigen.core.validators import (
+    check_choice,
+    check_instance,
+    check_int,
+    check_module,
+    check_optional,
+    check_tensor,
+)
+from minigen.data.shapes import Scenes, ShapesWorld
+from minigen.diffusion.objectives import check_condition
+from minigen.diffusion.sampling import SamplerOptions, ddim_sample, ddpm_sample
+from minigen.diffusion.schedule import NoiseSchedule
+from minigen.eval.metrics import frechet_oracle_distance, oracle_features
+from minigen.models.oracle import Oracle, first_object, parse
+
+SAMPLERS: tuple[str, ...] = ("ddim", "ddpm")
+
+
+def to_model_range(images: Tensor) -> Tensor:
+    """Images in [0, 1] -> x = 2 images - 1 in [-1, 1], the range diffusion models
+    use."""
+    check_tensor("images", images, floating=True)
+    return images * 2 - 1
+
+
+def to_unit_range(x: Tensor) -> Tensor:
+    """Samples x in [-1, 1] -> (x + 1) / 2, clamped to [0, 1], float32: images to
+    show."""
+    check_tensor("x", x, floating=True)
+    return ((x.float() + 1) / 2).clamp(0, 1)
+
+
+def first_object_labels(scenes: Scenes) -> Tensor:
+    """(N, 2) long: the shape and colour of each scene's first object (the class
+    labels of a single-object scene)."""
+    check_instance("scenes", scenes, Scenes)
+    return torch.stack([scenes.shape[:, 0], scenes.colour[:, 0]], dim=1)  # (N, 2)
+
+
+def scene_batches(
+    world: ShapesWorld, batch_size: int = 32, split: str = "train"
+) -> Callable[[int], tuple[Tensor, Tensor]]:
+    """batches(step) for `train_diffusion`: scenes step * B .. (step + 1) * B - 1 of
+    `split` in [-1, 1] (B, 3, S, S), with their first object's (shape, colour) (B,
+    2)."""
+    check_instance("world", world, ShapesWorld)
+    batch_size = check_int("batch_size", batch_size)
+
+    def batch(step: int) -> tuple[Tensor, Tensor]:
+        step = check_int("step", step, minimum=0)
+        scenes = world.scenes(
+            range(step * batch_size, (step + 1) * batch_size), split
+        )
+        return to_model_range(scenes.images), first_object_labels(scenes)
+
+    return batch
+
+
+def label_requests(world: ShapesWorld, n: int) -> Tensor:
+    """(n, 2) (shape, colour) requests: every pair in turn, the shape changing
+    fastest."""
+    check_instance("world", world, ShapesWorld)
+    index = torch.arange(check_int("n", n))
+    shapes, colours = len(world.shapes), len(world.colours)
+    return torch.stack([index % shapes, index // shapes % colours], dim=1)  # (n, 2)
+
+
+def sample_images(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    n: int,
+    options: SamplerOptions = SamplerOptions(),
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    eta: float = 0.0,
+    batch_size: int = 250,
+    seed: int = 0,
+    precision: Precision | None = None,
+) -> tuple[Tensor, float]:
+    """n samples in [0, 1] (n, C, S, S) on the CPU, and the seconds per image.
+
+    Batches of at most `batch_size` share one generator seeded with `seed`; the rows
+    of options.cond (one per sample) follow their batch. sampler: "ddim" (`steps`
+    steps, `eta`) or "ddpm" (every step). The model (on its device) must have
+    `in_channels` and `image_size`, as the UNet does; precision: autocast with it.
+    """
+    _check_sampling_args(
+        model, schedule, n, options, sampler, batch_size, precision
+    )
+    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    autocast = precision.autocast if precision else contextlib.nullcontext
+    chunks, start = [], time.perf_counter()
+    for first in range(0, n, batch_size):
+        size = min(batch_size, n - first)
+        cond = None if options.cond is None else options.cond[first : first + size]
+        batch = replace(options, cond=cond)  # the conditions of this batch
+        with autocast():
+            x = _sample(
+                model, schedule, size, batch, sampler, steps, eta, generator
+            )
+        chunks.append(to_unit_range(x).cpu())
+    return torch.cat(chunks), (time.perf_counter() - start) / n
+
+
+def _sample(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    size: int,
+    options: SamplerOptions,
+    sampler: str,
+    steps: int,
+    eta: float,
+    generator: torch.Generator,
+) -> Tensor:
+    device = next(model.parameters()).device
+    shape = (size, model.in_channels, model.image_size, model.image_size)
+    randomness = {"generator": generator, "device": device}
+    if sampler == "ddpm":
+        return ddpm_sample(model, schedule, shape, options, **randomness)
+    return ddim_sample(model, schedule, shape, steps, eta, options, **randomness)
+
+
+def score_images(
+    judge: Oracle, images: Tensor, reference: Tensor
+) -> dict[str, float]:
+    """How the oracle reads images in [0, 1]: "fd", the Frechet oracle distance to
+    the reference images; "valid", the share it reads as valid scenes; "objects",
+    the mean number of objects it reads."""
+    check_instance("judge", judge, Oracle)
+    check_tensor("images", images, dims=4, floating=True, shape="(N, 3, S, S)")
+    parsed = parse(judge, images)
+    return {
+        "fd": frechet_oracle_distance(judge, reference, images),
+        "valid": parsed["valid"].float().mean().item(),
+        "objects": parsed["count"].float().mean().item(),
+    }
+
+
+def request_scores(
+    judge: Oracle, images: Tensor, requests: Tensor
+) -> dict[str, float]:
+    """How well conditional samples in [0, 1] meet their (shape, colour) requests
+    (N, 2): "shape" and "colour", the share whose first object read has the
+    requested attribute (an image without an object never does); "valid", the share
+    of valid scenes; "spread", the variance of the oracle features within a request,
+    summed over the features and averaged over the requests with two samples or more
+    (0: every sample of a request the same; NaN: no request has two samples)."""
+    check_instance("judge", judge, Oracle)
+    check_tensor("images", images, dims=4, floating=True, shape="(N, 3, S, S)")
+    check_tensor("requests", requests, dims=2, shape="(N, 2) of (shape, colour)")
+    if requests.shape != (len(images), 2):
+        raise ValueError(
+            f"requests must be ({len(images)}, 2), one (shape, colour) per image, "
+            f"got {tuple(requests.shape)}"
+        )
+    read = parse(judge, images)
+    first = first_object(read, judge.world)  # -1 where no object was read
+    features = oracle_features(judge, images)  # (N, F)
+    groups = [(requests == pair).all(dim=1) for pair in requests.unique(dim=0)]
+    repeated = [
+        rows for rows in groups if rows.sum() > 1
+    ]  # requests with 2+ samples
+    spreads = [features[rows].var(dim=0).sum() for rows in repeated]
+    return {
+        "shape": (first["shape"] == requests[:, 0]).float().mean().item(),
+        "colour": (first["colour"] == requests[:, 1]).float().mean().item(),
+        "valid": read["valid"].float().mean().item(),
+        "spread": torch.stack(spreads).mean().item() if spreads else math.nan,
+    }
+
+
+def _check_sampling_args(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    n: int,
+    options: SamplerOptions,
+    sampler: str,
+    batch_size: int,
+    precision: Precision | None,
+) -> None:
+    check_module("model", model)
+    for name in ("in_channels", "image_size"):
+        if not isinstance(getattr(model, name, None), int):
+            raise TypeError(
+                f"model must say its image shape with an int `{name}`, as UNet "
+                f"does; {type(model).__name__} has none"
+            )
+    check_instance("schedule", schedule, NoiseSchedule)
+    check_int("n", n)
+    check_instance("options", options, SamplerOptions)
+    check_choice("sampler", sampler, SAMPLERS)
+    check_int("batch_size", batch_size)
+    check_optional(check_instance, "precision", precision, Precision)
+    check_condition("options.cond", options.cond, n)
