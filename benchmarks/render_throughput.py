@@ -3,6 +3,7 @@
 Run: .venv/bin/python benchmarks/render_throughput.py [--batch 4096] [--repeats 7] [--threads 2]
 Each figure is the median over `repeats` batches of fresh indices, after one warm-up batch.
 """
+
 import argparse
 import platform
 import statistics
@@ -30,10 +31,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="torch threads (default: all)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    )
     print(f"batch {args.batch}, median of {args.repeats} repeats")
     for resolution in (32, 64):
         world = ShapesWorld(resolution=resolution)
@@ -41,18 +49,35 @@ def main() -> None:
         def indices(repeat: int) -> range:  # fresh scenes for every repeat
             return range(repeat * args.batch, (repeat + 1) * args.batch)
 
-        labels = [world.sample_labels(indices(repeat)) for repeat in range(args.repeats + 1)]
+        labels = [
+            world.sample_labels(indices(repeat))
+            for repeat in range(args.repeats + 1)
+        ]
 
         def render_only(repeat: int) -> None:
             drawn = labels[repeat]
-            render(drawn.shape, drawn.colour, drawn.size, drawn.cell, drawn.offset, resolution=resolution)
+            render(
+                drawn.shape,
+                drawn.colour,
+                drawn.size,
+                drawn.cell,
+                drawn.offset,
+                resolution=resolution,
+            )
 
-        scenes_per_s = args.batch / median_seconds(lambda repeat: world.scenes(indices(repeat)), args.repeats)
+        scenes_per_s = args.batch / median_seconds(
+            lambda repeat: world.scenes(indices(repeat)), args.repeats
+        )
         render_per_s = args.batch / median_seconds(render_only, args.repeats)
-        print(f"{resolution}x{resolution}: world.scenes {scenes_per_s:9,.0f} images/s", end="   ")
+        print(
+            f"{resolution}x{resolution}: world.scenes {scenes_per_s:9,.0f} images/s",
+            end="   ",
+        )
         print(f"render alone {render_per_s:9,.0f} images/s")
         if resolution == 32:
-            print(f"  target {TARGET_32:,} images/s at 32x32: {'met' if scenes_per_s > TARGET_32 else 'NOT met'}")
+            print(
+                f"  target {TARGET_32:,} images/s at 32x32: {'met' if scenes_per_s > TARGET_32 else 'NOT met'}"
+            )
 
 
 if __name__ == "__main__":

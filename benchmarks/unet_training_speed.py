@@ -8,6 +8,7 @@ labels, batch 32 at 32x32, AdamW) in bf16 autocast (where the CPU has bf16 instr
 fp32. Rounds alternate between the checkouts, so slow phases of a shared machine hit both; the
 table reports the median images/s per setting and the ratio this/other.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,16 +52,25 @@ print(json.dumps({"images_per_s": 32 * steps / (time.perf_counter() - start)}))
 
 def measure(root: Path, dtype: str, steps: int) -> float:
     env_path = str(root)
-    result = subprocess.run([sys.executable, "-c", WORKER, dtype, str(steps)],
-                            capture_output=True, text=True, check=True,
-                            env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"}, cwd=root)
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER, dtype, str(steps)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+        cwd=root,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])["images_per_s"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--against", type=Path, required=True,
-                        help="another checkout of the repository (e.g. a git worktree)")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        required=True,
+        help="another checkout of the repository (e.g. a git worktree)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
@@ -75,8 +85,13 @@ def main() -> None:
             for name, root in roots.items():
                 speed = measure(root, dtype, args.steps)
                 speeds.setdefault((name, dtype), []).append(speed)
-                print(f"round {round_ + 1}: {name:5s} {dtype}: {speed:6.1f} images/s", flush=True)
-    print(f"\nU-Net training, batch 32 at 32x32, median of {args.rounds} rounds x {args.steps} steps")
+                print(
+                    f"round {round_ + 1}: {name:5s} {dtype}: {speed:6.1f} images/s",
+                    flush=True,
+                )
+    print(
+        f"\nU-Net training, batch 32 at 32x32, median of {args.rounds} rounds x {args.steps} steps"
+    )
     print(f"{'precision':>9s} {'this':>10s} {'other':>10s} {'this/other':>11s}")
     for dtype in dtypes:
         this = statistics.median(speeds[("this", dtype)])

@@ -46,10 +46,11 @@ _PUBLIC = {  # module -> the public names it defines
         "COLOURS SHAPES SIZES SPLITS SceneObject Scenes ShapesWorld caption render"
     ),
     "data.torchvision": "load_torchvision",
-    "diffusion.sampling": "ddim_sample ddpm_sample",
+    "diffusion.sampling": "SamplerOptions ddim_sample ddpm_sample",
     "diffusion.schedule": "NoiseSchedule",
     "diffusion.training": "train_diffusion",
     "eval.metrics": "frechet_distance frechet_oracle_distance psnr",
+    "eval.harness": "sample_images score_images request_scores",
     "models.autoencoder": "Autoencoder linear_probe train_autoencoder",
     "models.oracle": "Oracle load_oracle train_oracle",
     "models.unet": "UNet",
@@ -60,6 +61,7 @@ _PUBLIC = {  # module -> the public names it defines
         "attention causal_mask padding_mask"
     ),
     "nn.conv": "ConvDecoder ConvEncoder",
+    "nn.embeddings": "TokenStates timestep_embedding",
     "nn.resample": "UPSAMPLERS make_upsampler",
     "nn.transformer": "TransformerBlock",
     "ops.alias": (

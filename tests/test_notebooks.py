@@ -1,4 +1,5 @@
 """The committed notebooks are what readers see: executed, error-free, from a cpu or gpu run."""
+
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,11 @@ PROVENANCE = re.compile(r"profile (smoke|cpu|gpu)\b")
 
 def code_cells(path: Path) -> list[dict]:
     cells = json.loads(path.read_text())["cells"]
-    return [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    return [
+        c
+        for c in cells
+        if c["cell_type"] == "code" and "".join(c["source"]).strip()
+    ]
 
 
 def output_text(cell: dict) -> str:
@@ -31,22 +36,41 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_executed_without_errors(path):
     cells = code_cells(path)
-    unexecuted = [i for i, c in enumerate(cells) if c.get("execution_count") is None]
-    assert not unexecuted, f"{path.name}: code cells {unexecuted} were never executed"
+    unexecuted = [
+        i for i, c in enumerate(cells) if c.get("execution_count") is None
+    ]
+    assert not unexecuted, (
+        f"{path.name}: code cells {unexecuted} were never executed"
+    )
     counts = [c["execution_count"] for c in cells]
-    assert counts == sorted(counts), f"{path.name}: cells were executed out of order: {counts}"
-    errors = [i for i, c in enumerate(cells) for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert counts == sorted(counts), (
+        f"{path.name}: cells were executed out of order: {counts}"
+    )
+    errors = [
+        i
+        for i, c in enumerate(cells)
+        for o in c.get("outputs", [])
+        if o["output_type"] == "error"
+    ]
     assert not errors, f"{path.name}: code cells {errors} stored an error output"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_ends_with_provenance_from_cpu_or_gpu_run(path):
     last = code_cells(path)[-1]
-    assert "provenance(" in "".join(last["source"]), f"{path.name}: the last cell must print minigen.provenance()"
+    assert "provenance(" in "".join(last["source"]), (
+        f"{path.name}: the last cell must print minigen.provenance()"
+    )
     found = PROVENANCE.findall(output_text(last))
     assert found, f"{path.name}: the provenance cell printed no 'profile …' line"
-    assert found[0] in ("cpu", "gpu"), f"{path.name}: stored outputs come from a {found[0]!r} run"
-    smoke = [i for i, c in enumerate(code_cells(path)) if re.search(r"profile\W{0,6}smoke", output_text(c))]
+    assert found[0] in ("cpu", "gpu"), (
+        f"{path.name}: stored outputs come from a {found[0]!r} run"
+    )
+    smoke = [
+        i
+        for i, c in enumerate(code_cells(path))
+        if re.search(r"profile\W{0,6}smoke", output_text(c))
+    ]
     assert not smoke, f"{path.name}: cells {smoke} show smoke-profile outputs"
 
 
@@ -60,7 +84,73 @@ def toc_files() -> list[str]:
 
 def test_toc_lists_only_pages_that_exist_and_every_notebook():
     for entry in toc_files():
-        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), f"_toc.yml lists missing {entry}"
+        assert any(
+            (ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")
+        ), f"_toc.yml lists missing {entry}"
     listed = set(toc_files())
     for path in NOTEBOOKS:
         assert f"notebooks/{path.stem}" in listed, f"{path.name} is not in _toc.yml"
+
+
+SHOW_CALL = re.compile(r"^show\(([\w.]+)\)\s*$", re.M)
+
+
+def shown_sources(path: Path) -> list[tuple[str, str]]:
+    """(expression, stored markdown) for every cell that ends by showing a minigen object."""
+    pairs = []
+    for cell in code_cells(path):
+        calls = SHOW_CALL.findall("".join(cell["source"]))
+        stored = [
+            o["data"]["text/markdown"]
+            for o in cell.get("outputs", [])
+            if "text/markdown" in o.get("data", {})
+        ]
+        if calls and stored:
+            pairs.append((calls[-1], "".join(stored[-1])))
+    return pairs
+
+
+def notebook_namespace(path: Path) -> dict:
+    """The names the notebook's import statements bind (nothing else is executed)."""
+    namespace: dict = {}
+    for cell in code_cells(path):
+        for line in "".join(cell["source"]).splitlines():
+            if re.match(r"(import minigen|from minigen[\w.]* import )", line):
+                exec(line, namespace)  # noqa: S102 - the notebook's own import lines
+    return namespace
+
+
+# Chapters whose stored outputs predate the package reorganisation (issue 9) and still await
+# re-execution in the cpu profile. strict: once a chapter is re-executed the test passes, the
+# xfail turns into a failure, and its name must leave this set.
+AWAITING_REEXECUTION = {
+    "02_upsampling.ipynb",
+    "03_autoencoder.ipynb",
+    "04_vae.ipynb",
+    "05_diffusion.ipynb",
+}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(
+            p, marks=pytest.mark.xfail(strict=True, reason="re-execution pending")
+        )
+        if p.name in AWAITING_REEXECUTION
+        else p
+        for p in NOTEBOOKS
+    ],
+    ids=lambda p: p.name,
+)
+def test_code_the_book_shows_is_the_code_in_the_package(path):
+    """Stored `show(...)` outputs must equal today's source: re-execute after changing it."""
+    from minigen import show
+
+    namespace = notebook_namespace(path)
+    stale = []
+    for expression, stored in shown_sources(path):
+        current = show(eval(expression, namespace))._repr_markdown_()  # noqa: S307
+        if current.strip() != stored.strip():
+            stale.append(expression)
+    assert not stale, f"{path.name} shows outdated code for {stale}; re-execute it"
