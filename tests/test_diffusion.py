@@ -13,6 +13,8 @@ from torch import nn
 from minigen import diffusion
 from minigen.core.runtime import choose_precision
 from minigen.diffusion.objectives import (
+    call_model,
+    check_condition,
     diffusion_loss,
     loss_weights,
     target,
@@ -30,7 +32,12 @@ from minigen.diffusion.sampling import (
     posterior_mean,
     predict_eps_and_x0,
 )
-from minigen.diffusion.schedule import NoiseSchedule, q_sample, q_step
+from minigen.diffusion.schedule import (
+    NoiseSchedule,
+    check_timesteps,
+    q_sample,
+    q_step,
+)
 from minigen.diffusion.training import train_diffusion
 from minigen.nn.embeddings import TokenStates
 
@@ -1090,3 +1097,127 @@ def test_train_diffusion_errors():
             objective="score",
             progress=False,
         )
+
+
+# --- bad input at the public entry points ---------------------------------------
+
+
+@pytest.mark.parametrize("model", [None, 42, [1], "x"])
+def test_every_model_entry_point_rejects_a_non_model(model):
+    schedule = SCHEDULES["linear"]
+    x, t = torch.zeros(2, 3), torch.tensor([1, 2])
+    calls = [
+        lambda: call_model(model, x, t, None),
+        lambda: guided_prediction(model, x, t),
+        lambda: guided_prediction(model, x, t, torch.zeros(2, 1), guidance=2.0),
+        lambda: predict_eps_and_x0(model, schedule, x, t, RAW),
+        lambda: diffusion_loss(model, schedule, x),
+        lambda: ddpm_sample(model, schedule, (2, 3)),
+        lambda: ddim_sample(model, schedule, (2, 3), 5),
+        lambda: ddim_invert(model, schedule, x, 5),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match="model must be an nn.Module"):
+            call()
+
+
+@pytest.mark.parametrize("generator", [42, [1], object(), torch.float32])
+def test_diffusion_loss_rejects_a_non_generator(generator):
+    with pytest.raises(TypeError, match="generator must be Generator"):
+        diffusion_loss(
+            ScaledInput(),
+            SCHEDULES["linear"],
+            torch.zeros(2, 3),
+            generator=generator,
+        )
+
+
+@pytest.mark.parametrize(
+    "device, error",
+    [(None, TypeError), ([1], TypeError), (3, TypeError), ("nonsense", ValueError)],
+)
+def test_samplers_check_the_device(device, error):
+    schedule = NoiseSchedule.linear(20)
+    with pytest.raises(error, match="device"):
+        ddpm_sample(ScaledInput(), schedule, (2, 3), RAW, device=device)
+    with pytest.raises(error, match="device"):
+        ddim_sample(ScaledInput(), schedule, (2, 3), 5, options=RAW, device=device)
+
+
+def test_samplers_give_the_same_samples_for_a_device_name_or_object():
+    schedule = NoiseSchedule.linear(20)
+    runs = [
+        ddim_sample(
+            ScaledInput(),
+            schedule,
+            (2, 3),
+            5,
+            eta=0.5,
+            options=RAW,
+            generator=torch.Generator().manual_seed(0),
+            device=device,
+        )
+        for device in ("cpu", torch.device("cpu"))
+    ]
+    assert torch.equal(*runs)
+
+
+def test_schedule_lookups_check_their_tables_and_targets():
+    schedule = NoiseSchedule.linear(10)
+    t, like = torch.tensor([0, 9]), torch.zeros(2, 3)
+    for values in (None, [[1.0]], "x"):
+        with pytest.raises(TypeError, match="values must be a torch.Tensor"):
+            schedule.at(values, t, like)
+    with pytest.raises(ValueError, match="one entry per step: 10, got 3"):
+        schedule.at(torch.zeros(3), t, like)
+    with pytest.raises(ValueError, match="values must be a 1-d"):
+        schedule.at(torch.zeros(10, 1), t, like)
+    for lookup in (schedule.signal, schedule.noise_level):
+        with pytest.raises(TypeError, match="like must be a torch.Tensor"):
+            lookup(t, None)
+    with pytest.raises(ValueError, match="like must be a batch"):
+        schedule.signal(t, torch.tensor(1.0))
+    # a valid lookup: values[t] shaped to broadcast
+    gathered = schedule.at(schedule.betas, t, like)
+    assert torch.equal(gathered, schedule.betas[[0, 9]].float().view(2, 1))
+
+
+def test_check_timesteps_checks_its_bounds():
+    t = torch.tensor([0, 3])
+    for total in (None, [1], "x", 2.0):
+        with pytest.raises(TypeError, match="total must be an int"):
+            check_timesteps(t, total)
+    with pytest.raises(TypeError, match="batch must be an int"):
+        check_timesteps(t, 4, "2")
+    with pytest.raises(ValueError, match=r"timesteps must lie in \[0, 2\]"):
+        check_timesteps(t, 3)
+    assert torch.equal(check_timesteps(t.int(), 4, 2), t)
+
+
+@pytest.mark.parametrize("objective", diffusion.OBJECTIVES)
+def test_target_checks_t_for_every_objective(objective):
+    schedule = SCHEDULES["linear"]
+    x0, noise = torch.zeros(2, 3), torch.ones(2, 3)
+    for t in ("x", None, torch.tensor([0.5, 1.0])):
+        with pytest.raises(TypeError, match="t must"):
+            target(schedule, objective, x0, noise, t)
+    with pytest.raises(ValueError, match="timesteps must lie in"):
+        target(schedule, objective, x0, noise, torch.tensor([0, len(schedule)]))
+
+
+def test_check_condition_checks_its_name_and_batch():
+    cond = torch.zeros(2, 1)
+    for name in (None, [1], 3):
+        with pytest.raises(TypeError, match="name must be a str"):
+            check_condition(name, cond, 2)
+    for batch, error in (("x", TypeError), (None, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="batch must be an int"):
+            check_condition("cond", cond, batch)
+    with pytest.raises(TypeError, match="batch must be an int"):
+        check_condition("cond", cond, 3.5)
+    with pytest.raises(ValueError, match="batch must be an int >= 0"):
+        check_condition("cond", cond, -1)
+    with pytest.raises(ValueError, match="one condition per sample: 3, got 2"):
+        check_condition("cond", cond, 3)
+    check_condition("cond", cond, 2)
+    check_condition("cond", None, 0)

@@ -61,6 +61,14 @@ def test_scene_batches_are_the_scenes_of_the_step_with_their_first_object():
         batches(-1)
     with pytest.raises(TypeError, match="ShapesWorld"):
         harness.scene_batches("shapes")
+    for split in (
+        "nonsense",
+        "",
+        None,
+        3,
+    ):  # checked up front, not at the first step
+        with pytest.raises(ValueError, match="split must be one of 'train'"):
+            harness.scene_batches(WORLD, split=split)
 
 
 def test_label_requests_take_every_pair_in_turn():

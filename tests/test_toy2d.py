@@ -129,3 +129,37 @@ def test_a_short_training_shrinks_the_eps_error_against_the_exact_answer():
     )
     assert sum(history.losses[-30:]) < 0.7 * sum(history.losses[:30])
     assert all(after[t] < 0.5 * before[t] for t in timesteps), (before, after)
+
+
+def test_levels_per_point_match_one_level_at_a_time():
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, dtype=torch.float64)
+    levels = torch.tensor([1.0, 0.7, 0.2, 0.05], dtype=torch.float64)
+    for method in (MIXTURE.log_prob, MIXTURE.score, MIXTURE.true_eps):
+        one_at_a_time = torch.cat(
+            [method(x[i : i + 1], levels[i].item()) for i in range(4)]
+        )
+        assert torch.allclose(method(x, levels), one_at_a_time, atol=1e-12)
+        # a 0-d level is one level for all points
+        assert torch.equal(
+            method(x, torch.tensor(0.7, dtype=torch.float64)), method(x, 0.7)
+        )
+
+
+@pytest.mark.parametrize(
+    "alpha_bar, error, message",
+    [
+        (True, TypeError, "alpha_bar must be a number"),
+        ("0.5", TypeError, "alpha_bar must be a number"),
+        (float("nan"), ValueError, "finite"),
+        (1.5, ValueError, r"alpha_bar must lie in \(0, 1\]"),
+        (torch.full((3,), 0.5), ValueError, r"tensor \(4,\)"),
+        (torch.full((4, 1), 0.5), ValueError, r"tensor \(4,\)"),
+        (torch.ones(4, dtype=torch.long), TypeError, "float tensor"),
+        (torch.tensor([0.5, float("nan"), 0.5, 0.5]), ValueError, "alpha_bar"),
+    ],
+)
+def test_mixture_rejects_bad_noise_levels(alpha_bar, error, message):
+    for method in (MIXTURE.log_prob, MIXTURE.score, MIXTURE.true_eps):
+        with pytest.raises(error, match=message):
+            method(torch.zeros(4, 2), alpha_bar)

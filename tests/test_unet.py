@@ -768,3 +768,72 @@ def test_unet_parameters_grow_with_the_square_of_the_width():
 
     ratio = count(UNet(base_channels=32)) / count(UNet(base_channels=16))
     assert 3.5 < ratio < 4.5
+
+
+# --- bad input at the public entry points ---------------------------------------
+
+
+def test_timestep_embedding_rejects_missing_and_non_finite_timesteps():
+    for embed in (lambda t: timestep_embedding(t, 8), TimestepEmbedding(8, 12)):
+        with pytest.raises(TypeError, match="t must be a torch.Tensor"):
+            embed(None)
+        with pytest.raises(ValueError, match="1 NaN or infinite"):
+            embed(torch.tensor([1.0, float("nan")]))
+        with pytest.raises(ValueError, match="2 NaN or infinite"):
+            embed(torch.tensor([float("inf"), -float("inf")]))
+
+
+@pytest.mark.parametrize(
+    "device, error",
+    [(None, TypeError), ([1], TypeError), (3, TypeError), ("nonsense", ValueError)],
+)
+def test_token_states_to_checks_the_device(device, error):
+    states = TokenStates(torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(error, match="device"):
+        states.to(device)
+
+
+def test_token_states_reject_non_finite_states():
+    states = torch.randn(2, 3, 4)
+    states[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match="states holds 1 NaN"):
+        TokenStates(states, torch.ones(2, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize(
+    "device, error",
+    [([1], TypeError), (42, TypeError), ("nonsense", ValueError), ("", ValueError)],
+)
+def test_null_conditions_check_the_device(device, error):
+    nulls = [
+        LabelEmbedding((3, 2), 8).null,
+        EmbeddingProjection(4, 8).null,
+        small_unet(class_counts=(3, 2)).null_cond,
+        small_unet(cond_dim=4).null_cond,
+    ]
+    for null in nulls:
+        with pytest.raises(error, match="device"):
+            null(2, device)
+        # a valid device gives what the default gives
+        assert torch.equal(null(2, "cpu"), null(2))
+        assert torch.equal(null(2, torch.device("cpu")), null(2))
+
+
+@pytest.mark.parametrize(
+    "t",
+    [float("nan"), float("inf"), -float("inf"), torch.tensor([0.5, float("nan")])],
+)
+def test_unet_rejects_non_finite_timesteps(t):
+    with pytest.raises(ValueError, match="finite|NaN"):
+        small_unet()(torch.randn(2, 3, 8, 8), t)
+
+
+def test_unet_embed_rejects_bad_conditions_and_timesteps():
+    model = small_unet(class_counts=(3, 2))
+    t = torch.tensor([1, 2])
+    with pytest.raises(TypeError, match="cond must be Tensor or TokenStates"):
+        model.embed(t, "x")
+    with pytest.raises(TypeError, match="cond must be Tensor or TokenStates"):
+        model.embed(t, [1])
+    with pytest.raises(TypeError, match="t must be a torch.Tensor"):
+        model.embed(None)

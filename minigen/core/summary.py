@@ -42,6 +42,10 @@ def layer_shapes(
     inside a module's forward (e.g. the resize of a resize-convolution) have no row
     of their own. A layer called twice gets two rows. names: list these submodules
     instead (e.g. the blocks of a U-Net), each with all the parameters inside it.
+
+    `inputs` are the model's own: they are not checked here, and if `model(*inputs)`
+    fails, the model's own error is raised unchanged (it names the layer that
+    failed, which a summary of shapes is for).
     """
     check_module("model", model)
     modules = dict(model.named_modules())

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from minigen.core.validators import (
     check_choice,
     check_instance,
+    check_int,
     check_module,
     check_optional,
     check_positive,
@@ -48,6 +49,8 @@ def target(
     check_tensor("x0", x0, floating=True)
     check_tensor("noise", noise, floating=True)
     check_same_shape("x0", x0, "noise", noise)
+    # only "v" uses t; it is checked for every objective
+    check_timesteps(t, len(schedule))
     if objective == "eps":
         return noise
     if objective == "x0":
@@ -112,7 +115,7 @@ def diffusion_loss(
 ) -> Tensor:
     """The training loss of one batch: t ~ U{0..T-1}, eps ~ N(0, I), the mean over
     the batch of w(t) |model(x_t, t, cond) - target|^2 (w = loss_weights)."""
-    _check_loss_args(model, schedule, x0, objective, cond, min_snr_gamma)
+    _check_loss_args(model, schedule, x0, objective, cond, min_snr_gamma, generator)
     device = generator.device if generator is not None else None
     t = torch.randint(len(schedule), (len(x0),), generator=generator, device=device)
     t = t.to(x0.device)  # (B,)
@@ -130,6 +133,7 @@ def call_model(
     model: nn.Module, x_t: Tensor, t: Tensor, cond: Condition | None
 ) -> Tensor:
     """model(x_t, t), or model(x_t, t, cond) when a condition is given."""
+    check_module("model", model)
     return model(x_t, t) if cond is None else model(x_t, t, cond)
 
 
@@ -140,6 +144,8 @@ def check_objective(objective: str) -> str:
 
 def check_condition(name: str, cond: Condition | None, batch: int) -> None:
     """None, or a condition (tensor or TokenStates) with one row per sample."""
+    check_instance("name", name, str, "a str")
+    batch = check_int("batch", batch, minimum=0)
     if cond is None:
         return
     check_instance(
@@ -160,6 +166,7 @@ def _check_loss_args(
     objective: str,
     cond: Condition | None,
     min_snr_gamma: float | None,
+    generator: torch.Generator | None,
 ) -> None:
     check_module("model", model)
     check_schedule(schedule)
@@ -171,3 +178,4 @@ def _check_loss_args(
         )
     check_condition("cond", cond, len(x0))
     check_optional(check_positive, "min_snr_gamma", min_snr_gamma)
+    check_optional(check_instance, "generator", generator, torch.Generator)

@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from minigen.core.runtime import as_device
 from minigen.core.validators import (
     check_float,
     check_instance,
@@ -84,7 +85,7 @@ def guided_prediction(
     pred = pred(null) + w (pred(cond) - pred(null)); w = 1 is the conditional model,
     w = 0 the unconditional one. The prediction is linear in the target, so the same
     formula serves eps, x_0 and v. Both predictions come from one batch of 2B."""
-    check_optional(check_float, "guidance", guidance)
+    _check_guidance_args(model, guidance)
     if guidance is None:
         return call_model(model, x_t, t, cond)
     if cond is None:
@@ -281,6 +282,11 @@ def ddim_invert(
 # ----------------------------------------------------------------------------------
 
 
+def _check_guidance_args(model: nn.Module, guidance: float | None) -> None:
+    check_module("model", model)
+    check_optional(check_float, "guidance", guidance)
+
+
 def _null_condition(
     model: nn.Module, batch: int, device: torch.device
 ) -> Condition:
@@ -306,6 +312,7 @@ def _start(
     shape = check_ints("shape", shape)
     _check_sampler_args(model, schedule, options, shape[0])
     check_optional(check_instance, "generator", generator, torch.Generator)
+    device = as_device(device)
     if x_T is None:
         device_of = generator.device if generator is not None else None
         return torch.randn(shape, generator=generator, device=device_of).to(device)

@@ -26,6 +26,7 @@ from minigen.core.validators import (
     check_float,
     check_instance,
     check_int,
+    check_optional,
     check_same_shape,
     check_tensor,
 )
@@ -142,9 +143,23 @@ class NoiseSchedule:
     def at(self, values: Tensor, t: Tensor, like: Tensor) -> Tensor:
         """values[t] shaped (B, 1, ..., 1) to broadcast against `like` (B, ...),
         in its device and float dtype."""
+        self._check_lookup(values, like)
         t = check_timesteps(t, len(self), len(like))
         gathered = values[t.cpu()].to(device=like.device, dtype=_float_dtype(like))
         return gathered.view(-1, *([1] * (like.dim() - 1)))
+
+    def _check_lookup(self, values: Tensor, like: Tensor) -> None:
+        check_tensor(
+            "values", values, dims=1, shape=f"({len(self)},), one per step"
+        )
+        if len(values) != len(self):
+            raise ValueError(
+                f"values must hold one entry per step: {len(self)}, got "
+                f"{len(values)}"
+            )
+        check_tensor("like", like, shape="(B, ...)")
+        if like.dim() == 0:
+            raise ValueError("like must be a batch (B, ...), got a 0-d tensor")
 
     def signal(self, t: Tensor, like: Tensor) -> Tensor:
         """sqrt(abar_t), the scale of x_0 in x_t, shaped as `at` shapes it."""
@@ -182,6 +197,8 @@ def q_step(
 
 def check_timesteps(t: Tensor, total: int, batch: int | None = None) -> Tensor:
     """t, a (B,) integer tensor of timesteps in [0, total - 1], as long."""
+    total = check_int("total", total)
+    check_optional(check_int, "batch", batch, minimum=0)
     check_tensor("t", t, dims=1, shape="(B,) of integer timesteps")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"t must hold integer timesteps, got {t.dtype}")

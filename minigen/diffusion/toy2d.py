@@ -200,9 +200,15 @@ def _points_and_levels(
     if x.dim() != 2 or x.shape[1] != 2:
         raise ValueError(f"points must be (N, 2), got shape {tuple(x.shape)}")
     x = x.double()
-    check_instance(
-        "alpha_bar", alpha_bar, (Tensor, float, int), "a number or a tensor (N,)"
-    )
+    if not isinstance(alpha_bar, Tensor):
+        alpha_bar = check_float("alpha_bar", alpha_bar, 0.0, 1.0, open_min=True)
+    elif alpha_bar.dim() != 0 and alpha_bar.shape != (len(x),):
+        raise ValueError(
+            f"alpha_bar must be a number or a tensor ({len(x)},), one level per "
+            f"point, got shape {tuple(alpha_bar.shape)}"
+        )
+    elif not alpha_bar.is_floating_point():
+        raise TypeError(f"alpha_bar must be a float tensor, got {alpha_bar.dtype}")
     alpha_bar = (
         torch.as_tensor(alpha_bar, dtype=torch.float64).expand(len(x)).clone()
     )

@@ -33,7 +33,7 @@ from minigen.core.validators import (
     check_optional,
     check_tensor,
 )
-from minigen.data.shapes import Scenes, ShapesWorld
+from minigen.data.shapes import SPLITS, Scenes, ShapesWorld
 from minigen.diffusion.objectives import check_condition
 from minigen.diffusion.sampling import SamplerOptions, ddim_sample, ddpm_sample
 from minigen.diffusion.schedule import NoiseSchedule
@@ -72,6 +72,7 @@ def scene_batches(
     2)."""
     check_instance("world", world, ShapesWorld)
     batch_size = check_int("batch_size", batch_size)
+    check_choice("split", split, SPLITS)
 
     def batch(step: int) -> tuple[Tensor, Tensor]:
         step = check_int("step", step, minimum=0)

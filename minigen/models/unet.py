@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from minigen.core.validators import (
+    check_float,
     check_instance,
     check_int,
     check_ints,
@@ -212,6 +213,7 @@ class UNet(CheckedModule):
     def embed(self, t: Tensor, cond: Condition | None = None) -> Tensor:
         """The vector every block is conditioned on, (B, 4 * base_channels):
         MLP(timestep_embedding(t)) + the condition's embedding (NULL for None)."""
+        check_optional(check_instance, "cond", cond, (Tensor, TokenStates))
         emb = self.time_embedding(t)  # (B, emb_dim)
         if self.cond_embedding is None:
             return emb
@@ -319,7 +321,10 @@ def _check_timesteps(t: Tensor | int | float, batch: int) -> None:
         raise TypeError(
             f"t must be a tensor of timesteps (B,) or a number, got {describe(t)}"
         )
+    if isinstance(t, float):
+        check_float("t", t)  # NaN and infinities would make the output NaN
     if isinstance(t, Tensor):
+        check_tensor("t", t, finite=True)
         if t.dtype == torch.bool or t.is_complex():
             raise TypeError(f"t must hold integer or real timesteps, got {t.dtype}")
         if t.dim() != 0 and t.shape != (batch,):

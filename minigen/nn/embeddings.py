@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from minigen.core.runtime import as_device
 from minigen.core.validators import (
     check_float,
     check_instance,
@@ -51,7 +52,8 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Ten
     differ in the fast coordinates and distant ones in the slow coordinates.
     dim must be even.
     """
-    _check_sinusoid_args("t", t, dim, max_period)
+    _check_timesteps(t)
+    _check_sinusoid_args(dim, max_period)
     half = dim // 2
     steps = torch.arange(half, dtype=torch.float32, device=t.device) / half
     frequencies = torch.exp(-math.log(max_period) * steps)  # w_i, steps = i / half
@@ -66,26 +68,32 @@ def sinusoidal_positions(
     PE[p, 2i] = sin(p w_i), PE[p, 2i + 1] = cos(p w_i), w_i = max_period^(-2i/dim).
     """
     length = check_int("length", length)
-    _check_sinusoid_args("t", None, dim, max_period)
+    _check_sinusoid_args(dim, max_period)
     positions = torch.arange(length, dtype=torch.float32)[:, None]  # (L, 1)
     exponents = torch.arange(0, dim, 2, dtype=torch.float32) / dim  # 2i / dim
     angles = positions * torch.exp(-math.log(max_period) * exponents)  # (L, dim/2)
     return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # (L, dim)
 
 
-def _check_sinusoid_args(
-    name: str, t: Tensor | None, dim: int, max_period: float
-) -> None:
+def _check_sinusoid_args(dim: int, max_period: float) -> None:
     check_int("dim", dim)
     if dim % 2:
         raise ValueError(f"dim must be even (half cosines, half sines), got {dim}")
     check_float("max_period", max_period, 1.0, open_min=True)
-    if t is not None:
-        check_tensor(name, t, dims=1, shape="(B,) of timesteps")
-        if t.dtype == torch.bool or t.is_complex():
-            raise TypeError(
-                f"{name} must hold integer or real timesteps, got {t.dtype}"
-            )
+
+
+def _check_timesteps(t: Tensor) -> None:
+    """(B,) finite integer or real timesteps."""
+    check_tensor("t", t, dims=1, shape="(B,) of timesteps")
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"t must hold integer or real timesteps, got {t.dtype}")
+    _check_finite("t", t)
+
+
+def _check_finite(name: str, value: Tensor) -> None:
+    """No NaN or inf in `value`; a meta tensor (a shape without data) passes."""
+    if not value.is_meta:
+        check_tensor(name, value, finite=True)
 
 
 class TimestepEmbedding(nn.Module):
@@ -150,6 +158,7 @@ class TokenStates:
         check_tensor(
             "states", self.states, dims=3, floating=True, shape="(B, L, D)"
         )
+        _check_finite("states", self.states)
         check_tensor("mask", self.mask, dims=2, shape="(B, L)")
         if self.mask.dtype != torch.bool:
             raise TypeError(f"mask must be a bool tensor, got {self.mask.dtype}")
@@ -168,6 +177,8 @@ class TokenStates:
         return TokenStates(self.states[rows], self.mask[rows])
 
     def to(self, device: torch.device | str) -> TokenStates:
+        """The same sequences on `device`."""
+        device = as_device(device)
         return TokenStates(self.states.to(device), self.mask.to(device))
 
     def pad_to(self, length: int) -> TokenStates:
@@ -249,6 +260,7 @@ class LabelEmbedding(CheckedModule):
     def null(self, batch: int, device: torch.device | str | None = None) -> Tensor:
         """The all-NULL labels (batch, K): column k holds class_counts[k]."""
         batch = check_int("batch", batch, minimum=0)
+        device = _optional_device(device)
         counts = torch.tensor(self.class_counts, dtype=torch.long, device=device)
         return counts.expand(batch, -1).clone()  # (batch, K)
 
@@ -299,6 +311,7 @@ class EmbeddingProjection(CheckedModule):
     def null(self, batch: int, device: torch.device | str | None = None) -> Tensor:
         """The NULL embedding (batch, cond_dim): the learned vector in every row."""
         batch = check_int("batch", batch, minimum=0)
+        device = _optional_device(device)
         vector = self.null_vector if device is None else self.null_vector.to(device)
         return vector.expand(batch, -1)  # (batch, cond_dim)
 
@@ -312,6 +325,10 @@ class EmbeddingProjection(CheckedModule):
                 f"cond must be (B, {self.cond_dim}), got {tuple(cond.shape)}"
             )
         _check_base_embedding(emb, len(cond), self.projection.out_features)
+
+
+def _optional_device(device: torch.device | str | None) -> torch.device | None:
+    return None if device is None else as_device(device)
 
 
 def _check_base_embedding(emb: Tensor, batch: int, dim: int) -> None:
