@@ -6,7 +6,7 @@ Each measurement runs in a fresh subprocess that imports minigen from one checko
 training steps of the chapter's U-Net (base 16, mults 1-2-2, attention at 8x8, (shape, colour)
 labels, batch 32 at 32x32, AdamW) in bf16 autocast (where the CPU has bf16 instructions) and in
 fp32. Rounds alternate between the checkouts, so slow phases of a shared machine hit both; the
-table reports the median images/s per setting and the ratio this/other.
+table reports the median images/s per setting and the paired ratio this/other per round.
 """
 
 from __future__ import annotations
@@ -90,13 +90,22 @@ def main() -> None:
                     flush=True,
                 )
     print(
-        f"\nU-Net training, batch 32 at 32x32, median of {args.rounds} rounds x {args.steps} steps"
+        f"\nU-Net training, batch 32 at 32x32, {args.rounds} rounds x {args.steps} steps"
     )
-    print(f"{'precision':>9s} {'this':>10s} {'other':>10s} {'this/other':>11s}")
+    print(
+        "paired ratio = this / other within one round (both saw the same machine load)"
+    )
+    print(
+        f"{'precision':>9s} {'this':>8s} {'other':>8s} {'paired ratios':>20s} {'median':>7s}"
+    )
     for dtype in dtypes:
-        this = statistics.median(speeds[("this", dtype)])
-        other = statistics.median(speeds[("other", dtype)])
-        print(f"{dtype:>9s} {this:10.1f} {other:10.1f} {this / other:11.3f}")
+        this, other = speeds[("this", dtype)], speeds[("other", dtype)]
+        ratios = [a / b for a, b in zip(this, other)]
+        shown = " ".join(f"{r:.2f}" for r in ratios)
+        print(
+            f"{dtype:>9s} {statistics.median(this):8.1f} {statistics.median(other):8.1f} "
+            f"{shown:>20s} {statistics.median(ratios):7.3f}"
+        )
 
 
 if __name__ == "__main__":
