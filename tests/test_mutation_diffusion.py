@@ -1,0 +1,847 @@
+"""Tests for minigen.diffusion that close the gaps mutation testing found (benchmarks/mutation.py):
+the sigmoid schedule with tau != 1 and its defaults, named schedules, the Markov step with a fixed
+noise, the toy mixture's ring, density and input checks on an asymmetric mixture, the NULL condition
+that guidance builds on the inputs' device, sampler options, and error messages that name the
+argument. Objects are built inside the tests: mutmut cannot see calls made at import time."""
+
+import math
+import re
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+from minigen.core.runtime import choose_precision
+from minigen.diffusion import training
+from minigen.diffusion.objectives import diffusion_loss, loss_weights, target
+from minigen.diffusion.sampling import (
+    SamplerOptions,
+    ddim_sample,
+    ddim_sigma,
+    ddim_step,
+    ddim_timesteps,
+    guided_prediction,
+    posterior_mean,
+)
+from minigen.diffusion.schedule import SCHEDULES, NoiseSchedule, q_step
+from minigen.diffusion.toy2d import GaussianMixture2d, ToyDenoiser, eps_error
+from minigen.diffusion.training import train_diffusion
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The models are tiny: one thread avoids the cost of syncing threads on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sigmoid_alpha_bar(steps, start, end, tau):
+    """Jabri et al.'s abar(u) ~ sigmoid(end / tau) - sigmoid((start + u (end - start)) / tau), by hand."""
+
+    def sig(z):
+        return 1 / (1 + math.exp(-z))
+
+    curve = [
+        sig(end / tau) - sig((start + t / steps * (end - start)) / tau)
+        for t in range(steps + 1)
+    ]
+    return torch.tensor(
+        [curve[t + 1] / curve[0] for t in range(steps)], dtype=torch.float64
+    )
+
+
+# --- schedules and the forward process ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start, end, tau", [(-3.0, 3.0, 0.5), (-2.0, 4.0, 2.0)])
+def test_sigmoid_schedule_with_a_temperature_follows_its_formula(start, end, tau):
+    schedule = NoiseSchedule.sigmoid(40, start, end, tau)
+    expected = sigmoid_alpha_bar(40, start, end, tau)
+    # the last beta is clipped at 0.999; sigmoid(end / tau) is taken in float32: rtol
+    torch.testing.assert_close(
+        schedule.alpha_bar[:-1], expected[:-1], rtol=1e-3, atol=0
+    )
+
+
+def test_sigmoid_defaults_are_start_minus_3_end_3_tau_1_over_1000_steps():
+    schedule = NoiseSchedule.sigmoid()
+    assert len(schedule) == 1000
+    expected = sigmoid_alpha_bar(1000, -3.0, 3.0, 1.0)
+    torch.testing.assert_close(
+        schedule.alpha_bar[:-1], expected[:-1], rtol=1e-3, atol=0
+    )
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_named_schedules_are_the_constructors_with_their_defaults(name):
+    named, built = (
+        NoiseSchedule.named(name, steps=20),
+        getattr(NoiseSchedule, name)(20),
+    )
+    assert torch.equal(named.betas, built.betas)
+    assert torch.equal(
+        NoiseSchedule.named(name).betas, getattr(NoiseSchedule, name)().betas
+    )
+    assert len(NoiseSchedule.named(name)) == 1000
+
+
+def test_linear_schedule_takes_betas_strictly_inside_0_1():
+    assert len(NoiseSchedule.linear(10, start=1e-6, end=0.999)) == 10
+    for start, end in [
+        (0.0, 0.02),
+        (1.0, 0.02),
+        (1e-4, 0.0),
+        (1e-4, 1.0),
+        (1e-4, 1.5),
+        (-0.1, 0.02),
+    ]:
+        with pytest.raises(
+            ValueError, match=r"^(start|end) must lie in \(0, 1\), got"
+        ):
+            NoiseSchedule.linear(10, start=start, end=end)
+
+
+def test_q_step_is_the_markov_step_with_the_given_noise():
+    schedule = NoiseSchedule.linear(30)
+    x_prev, noise = (
+        torch.randn(4, 3, dtype=torch.float64),
+        torch.randn(4, 3, dtype=torch.float64),
+    )
+    t = torch.tensor([0, 5, 17, 29])
+    alpha, beta = schedule.alphas[t][:, None], schedule.betas[t][:, None]
+    expected = (
+        alpha.sqrt() * x_prev + beta.sqrt() * noise
+    )  # x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps
+    torch.testing.assert_close(q_step(schedule, x_prev, t, noise), expected)
+
+
+# --- the 2-D mixture ---------------------------------------------------------------------------------------
+
+
+def test_ring_puts_equal_weights_on_a_circle():
+    ring = GaussianMixture2d.ring(components=5, radius=2.0, std=0.3)
+    angles = torch.arange(5, dtype=torch.float64) * 2 * math.pi / 5
+    expected = 2.0 * torch.stack([angles.cos(), angles.sin()], dim=1)
+    torch.testing.assert_close(ring.means, expected)
+    torch.testing.assert_close(
+        ring.weights, torch.full((5,), 0.2, dtype=torch.float64)
+    )
+    assert ring.std == 0.3
+    default = GaussianMixture2d.ring()  # 8 components, radius 1, std 0.08
+    assert default.means.shape == (8, 2) and default.std == 0.08
+    torch.testing.assert_close(
+        default.means.norm(dim=1), torch.ones(8, dtype=torch.float64)
+    )
+
+
+def test_log_prob_of_an_asymmetric_mixture_matches_torch_distributions():
+    means = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64)
+    weights = torch.tensor([0.7, 0.3], dtype=torch.float64)
+    mixture = GaussianMixture2d(means, 0.4, weights)
+    x = (
+        torch.randn(
+            64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+        )
+        * 1.5
+    )
+    for alpha_bar in (1.0, 0.6):
+        scale = math.sqrt(alpha_bar * 0.16 + 1 - alpha_bar)
+        reference = MixtureSameFamily(
+            Categorical(probs=weights),
+            Independent(Normal(math.sqrt(alpha_bar) * means, scale), 1),
+        )
+        torch.testing.assert_close(
+            mixture.log_prob(x, alpha_bar), reference.log_prob(x)
+        )
+    torch.testing.assert_close(
+        mixture.log_prob(x), mixture.log_prob(x, 1.0)
+    )  # clean by default
+
+
+def test_mixture_weights_may_be_zero_and_float32_rounded():
+    means = torch.zeros(3, 2)
+    GaussianMixture2d(
+        means, 0.1, torch.tensor([0.5, 0.5, 0.0])
+    )  # a zero weight is allowed
+    tenths = torch.full((10,), 0.1, dtype=torch.float32)  # sums to 1 + 1.2e-7
+    assert (
+        abs(tenths.sum().item() - 1.0) > 1e-8
+    )  # not 1 within math.isclose's default 1e-9
+    GaussianMixture2d(torch.zeros(10, 2), 0.1, tenths)
+
+
+def test_mixture_samples_are_reproducible_with_a_generator():
+    ring = GaussianMixture2d.ring(components=3, std=0.2)
+    first = ring.sample(50, torch.Generator().manual_seed(4))
+    torch.manual_seed(0)  # the global generator must not matter
+    assert torch.equal(first, ring.sample(50, torch.Generator().manual_seed(4)))
+    assert not torch.equal(first, ring.sample(50, torch.Generator().manual_seed(5)))
+    assert first.dtype == torch.float32
+
+
+def test_toy_denoiser_has_layers_hidden_layers_and_runs_in_float64():
+    def count(
+        hidden, layers, time_dim
+    ):  # Linear(2 + time_dim, h), (layers - 1) x Linear(h, h), Linear(h, 2)
+        return (
+            (2 + time_dim + 1) * hidden
+            + (layers - 1) * (hidden + 1) * hidden
+            + (hidden + 1) * 2
+        )
+
+    model = ToyDenoiser(hidden=16, layers=3, time_dim=4)
+    assert sum(p.numel() for p in model.parameters()) == count(16, 3, 4)
+    assert sum(p.numel() for p in ToyDenoiser().parameters()) == count(128, 3, 32)
+    x, t = torch.randn(5, 2, dtype=torch.float64), torch.arange(5)
+    assert model.double()(x, t).dtype == torch.float64
+
+
+def tiny_batches(step):
+    return torch.randn(4, 2), None
+
+
+def test_train_diffusion_hands_its_schedule_clip_and_precision_to_the_loop(
+    monkeypatch,
+):
+    seen = {}
+
+    def spy(model, loss_fn, **options):
+        seen.update(options)
+        return training.History()
+
+    monkeypatch.setattr(training, "train", spy)
+    fp32 = choose_precision("cpu", dtype="fp32")
+    train_diffusion(ToyDenoiser(8, 1, 4), NoiseSchedule.linear(10), tiny_batches, steps=7,
+                    grad_clip=0.5, precision=fp32, progress=False)  # fmt: skip
+    assert isinstance(seen["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert seen["scheduler"].T_max == 7  # a cosine decay over the whole run
+    assert (
+        seen["grad_clip"] == 0.5
+        and seen["precision"] is fp32
+        and seen["steps"] == 7
+    )
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"min_snr_gamma": -1.0}, "min_snr_gamma must lie in (0, inf), got -1"),
+        ({"ema_decay": 1.5}, "ema_decay must lie in [0, 1), got 1.5"),
+        ({"grad_clip": 0.0}, "grad_clip must lie in (0, inf), got 0"),
+        ({"cond_dropout": -0.1}, "cond_dropout must lie in [0, 1), got -0.1"),
+    ],
+)
+def test_train_diffusion_rejects_bad_options_before_seeding_anything(
+    option, message
+):
+    model, schedule = ToyDenoiser(8, 1, 4), NoiseSchedule.linear(10)
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        train_diffusion(
+            model,
+            schedule,
+            tiny_batches,
+            steps=2,
+            progress=False,
+            **option,
+        )
+    assert torch.equal(torch.get_rng_state(), state)  # nothing was seeded or drawn
+
+
+def test_diffusion_loss_takes_a_batch_of_one_and_checks_before_drawing():
+    model = ToyDenoiser(8, 1, 4)
+    loss = diffusion_loss(model, NoiseSchedule.linear(10), torch.randn(1, 2))
+    assert loss.shape == () and loss > 0
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    with pytest.raises(
+        ValueError, match=re.escape("min_snr_gamma must lie in (0, inf), got -1")
+    ):
+        diffusion_loss(
+            model,
+            NoiseSchedule.linear(10),
+            torch.randn(2, 2),
+            min_snr_gamma=-1.0,
+            generator=generator,
+        )
+    assert torch.equal(generator.get_state(), state)  # no timestep or noise drawn
+    assert (
+        loss_weights(NoiseSchedule.linear(10), "v", torch.tensor([3])).dtype
+        == torch.float64
+    )
+
+
+# --- guidance and sampler options -------------------------------------------------------------------------
+
+
+class LabelEcho(nn.Module):
+    """A denoiser that returns x_t plus its label: just enough to check guidance's bookkeeping."""
+
+    def forward(self, x, t, cond):
+        return x + cond.to(x.dtype)
+
+    def null_cond(self, batch, device):
+        return torch.zeros(batch, 1, device=device)
+
+
+def test_guidance_builds_the_null_condition_on_the_device_of_x_t():
+    x = torch.zeros(3, 1, device="meta")
+    out = guided_prediction(
+        LabelEcho(),
+        x,
+        torch.zeros(3, device="meta"),
+        torch.ones(3, 1, device="meta"),
+        2.0,
+    )
+    assert out.device.type == "meta" and out.shape == (3, 1)
+    x, cond = torch.zeros(3, 1), torch.ones(3, 1)
+    torch.testing.assert_close(
+        guided_prediction(LabelEcho(), x, torch.zeros(3), cond, 2.0), 2 * cond
+    )
+
+
+def test_guidance_without_a_null_condition_names_the_model():
+    class Plain(nn.Module):
+        def forward(self, x, t, cond=None):
+            return x
+
+    message = (
+        "classifier-free guidance needs the model's NULL condition, model.null_cond(batch, device); "
+        "Plain has none"
+    )
+    with pytest.raises(TypeError, match="^" + re.escape(message)):
+        guided_prediction(
+            Plain(), torch.zeros(2, 1), torch.zeros(2), torch.ones(2, 1), 1.5
+        )
+
+
+def test_sampler_options_accept_a_guidance_of_zero_and_reject_a_negative_one():
+    assert SamplerOptions(cond=torch.ones(2, 1), guidance=0.0).guidance == 0.0
+    with pytest.raises(
+        ValueError, match=re.escape("guidance must lie in [0, inf), got -0.5")
+    ):
+        SamplerOptions(cond=torch.ones(2, 1), guidance=-0.5)
+
+
+# --- error messages name the argument ----------------------------------------------------------------------
+
+MEANS, WEIGHTS = torch.zeros(2, 2), torch.tensor([0.5, 0.5])
+
+CASES = [
+    (
+        lambda: SamplerOptions(cond=[1, 2]),
+        TypeError,
+        "cond must be Tensor or TokenStates, got list [1, 2]",
+    ),
+    (lambda: SamplerOptions(guidance="2"), TypeError, "guidance must be a number"),
+    (
+        lambda: SamplerOptions(clip=0.0),
+        ValueError,
+        "clip must lie in (0, inf), got 0",
+    ),
+    (
+        lambda: SamplerOptions(guidance=2.0),
+        ValueError,
+        "guidance needs a condition to guide towards: pass cond= as well",
+    ),
+    (
+        lambda: q_step(
+            NoiseSchedule.linear(5),
+            torch.zeros(2, dtype=torch.long),
+            torch.tensor([0]),
+            torch.zeros(2),
+        ),
+        TypeError,
+        "x_prev must be a floating-point tensor",
+    ),
+    (
+        lambda: q_step(
+            NoiseSchedule.linear(5),
+            torch.zeros(2),
+            torch.tensor([0]),
+            torch.zeros(2, dtype=torch.long),
+        ),
+        TypeError,
+        "noise must be a floating-point tensor",
+    ),
+    (
+        lambda: q_step(
+            NoiseSchedule.linear(5),
+            torch.zeros(2),
+            torch.tensor([0]),
+            torch.zeros(3),
+        ),
+        ValueError,
+        "x_prev and noise must have the same shape, got (2,) and (3,)",
+    ),
+    (lambda: NoiseSchedule.named("quadratic"), ValueError, "name must be one of"),
+    (
+        lambda: NoiseSchedule.sigmoid(steps=0),
+        ValueError,
+        "steps must be an int >= 1",
+    ),
+    (lambda: NoiseSchedule.sigmoid(start="a"), TypeError, "start must be a number"),
+    (lambda: NoiseSchedule.sigmoid(end="a"), TypeError, "end must be a number"),
+    (
+        lambda: NoiseSchedule.sigmoid(tau=0.0),
+        ValueError,
+        "tau must lie in (0, inf), got 0",
+    ),
+    (
+        lambda: GaussianMixture2d(MEANS.long(), 0.1, WEIGHTS),
+        TypeError,
+        "means must be a floating-point tensor",
+    ),
+    (
+        lambda: GaussianMixture2d(MEANS + math.nan, 0.1, WEIGHTS),
+        ValueError,
+        "means holds 4 NaN or infinite values",
+    ),
+    (
+        lambda: GaussianMixture2d(MEANS, 0.1, WEIGHTS.long()),
+        TypeError,
+        "weights must be a floating-point tensor",
+    ),
+    (
+        lambda: GaussianMixture2d(MEANS, 0.1, torch.tensor([math.inf, 0.5])),
+        ValueError,
+        "weights holds 1 NaN or infinite values",
+    ),
+    (
+        lambda: GaussianMixture2d(MEANS, 0.0, WEIGHTS),
+        ValueError,
+        "std must lie in (0, inf), got 0",
+    ),
+    (
+        lambda: GaussianMixture2d(MEANS, 0.1, torch.tensor([1.0])),
+        ValueError,
+        "weights must be K non-negative numbers, one per mean",
+    ),
+    (
+        lambda: GaussianMixture2d(MEANS, 0.1, torch.tensor([1.5, -0.5])),
+        ValueError,
+        "weights must be K non-negative numbers, one per mean",
+    ),
+    (
+        lambda: GaussianMixture2d(MEANS, 0.1, torch.tensor([0.5, 0.6])),
+        ValueError,
+        "weights must sum to 1, got 1.1",
+    ),
+    (
+        lambda: GaussianMixture2d.ring(components=0),
+        ValueError,
+        "components must be an int >= 1",
+    ),
+    (
+        lambda: GaussianMixture2d.ring(radius=-1.0),
+        ValueError,
+        "radius must lie in [0, inf), got -1",
+    ),
+    (
+        lambda: GaussianMixture2d.ring(radius="1"),
+        TypeError,
+        "radius must be a number",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().log_prob(torch.zeros(3, 3)),
+        ValueError,
+        "points must be (N, 2), got shape (3, 3)",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().log_prob(torch.zeros(3)),
+        ValueError,
+        "points must be (N, 2), got shape (3,)",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().log_prob(
+            torch.zeros(3, 2, dtype=torch.long)
+        ),
+        TypeError,
+        "x must be a floating-point tensor, got torch.int64",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().score(torch.zeros(3, 2), 0.0),
+        ValueError,
+        "alpha_bar must lie in (0, 1]",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().score(torch.zeros(3, 2), 1.5),
+        ValueError,
+        "alpha_bar must lie in (0, 1]",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().true_eps(torch.zeros(3, 2), "0.5"),
+        TypeError,
+        "alpha_bar must be a number, got str '0.5'",
+    ),
+    (
+        lambda: eps_error(
+            "model", GaussianMixture2d.ring(), NoiseSchedule.linear(5), [0]
+        ),
+        TypeError,
+        "model must be an nn.Module",
+    ),
+    (
+        lambda: eps_error(
+            ToyDenoiser(8, 1, 4), "ring", NoiseSchedule.linear(5), [0]
+        ),
+        TypeError,
+        "mixture must be GaussianMixture2d, got str 'ring'",
+    ),
+    (
+        lambda: eps_error(
+            ToyDenoiser(8, 1, 4),
+            GaussianMixture2d.ring(),
+            NoiseSchedule.linear(5),
+            3,
+        ),
+        TypeError,
+        "timesteps must be a sequence of ints",
+    ),
+    (
+        lambda: eps_error(
+            ToyDenoiser(8, 1, 4),
+            GaussianMixture2d.ring(),
+            NoiseSchedule.linear(5),
+            [-1],
+        ),
+        ValueError,
+        "every entry of timesteps must be an int >= 0, got -1",
+    ),
+    (
+        lambda: eps_error(
+            ToyDenoiser(8, 1, 4),
+            GaussianMixture2d.ring(),
+            NoiseSchedule.linear(5),
+            [5],
+        ),
+        ValueError,
+        "every timestep must be an int <= 4, got 5",
+    ),
+    (
+        lambda: eps_error(
+            ToyDenoiser(8, 1, 4),
+            GaussianMixture2d.ring(),
+            NoiseSchedule.linear(5),
+            [0],
+            n=0,
+        ),
+        ValueError,
+        "n must be an int >= 1",
+    ),
+    (
+        lambda: eps_error(
+            ToyDenoiser(8, 1, 4),
+            GaussianMixture2d.ring(),
+            NoiseSchedule.linear(5),
+            [0],
+            generator=0,
+        ),
+        TypeError,
+        "generator must be",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().sample(0),
+        ValueError,
+        "n must be an int >= 1, got 0",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().sample(3, generator=1),
+        TypeError,
+        "generator must be Generator, got int 1",
+    ),
+    (
+        lambda: ToyDenoiser(hidden=65_537, layers=1, time_dim=2),
+        ValueError,
+        "hidden must be an int <= 65,536, got 65,537",
+    ),
+    (
+        lambda: ToyDenoiser(hidden=1, layers=65, time_dim=2),
+        ValueError,
+        "layers must be an int <= 64, got 65",
+    ),
+    (
+        lambda: ToyDenoiser(hidden=1, layers=1, time_dim=65_538),
+        ValueError,
+        "time_dim must be an int <= 65,536, got 65,538",
+    ),
+    (
+        lambda: ToyDenoiser(hidden=1, layers=1, time_dim=3),
+        ValueError,
+        "time_dim must be even, got 3",
+    ),
+    (
+        lambda: ToyDenoiser(8, 1, 4)(
+            torch.zeros(3, 2, dtype=torch.long), torch.zeros(3)
+        ),
+        TypeError,
+        "x must be a floating-point tensor",
+    ),
+    (
+        lambda: ToyDenoiser(8, 1, 4)([[0.0, 0.0]], torch.zeros(1)),
+        TypeError,
+        "x must be a torch.Tensor (B, 2)",
+    ),
+    (
+        lambda: ToyDenoiser(8, 1, 4)(torch.zeros(3, 2), torch.zeros(3, 1)),
+        ValueError,
+        "t must be a 1-d tensor (B,) of timesteps",
+    ),
+    (
+        lambda: ToyDenoiser(8, 1, 4)(torch.zeros(3, 2), torch.zeros(2)),
+        ValueError,
+        "t must hold one timestep per point: 3, got 2",
+    ),
+    (
+        lambda: train_diffusion(
+            ToyDenoiser(8, 1, 4).float,
+            NoiseSchedule.linear(5),
+            tiny_batches,
+            steps=1,
+            progress=False,
+        ),
+        TypeError,
+        "model must be an nn.Module",
+    ),
+    (
+        lambda: train_diffusion(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            [tiny_batches(0)],
+            steps=1,
+            progress=False,
+        ),
+        TypeError,
+        "batches must be a function of the step returning (x0, cond), got list",
+    ),
+    (
+        lambda: diffusion_loss(
+            ToyDenoiser(8, 1, 4), NoiseSchedule.linear(5), torch.zeros(3)
+        ),
+        ValueError,
+        "x0 must be a non-empty batch (B, ...), got (3,)",
+    ),
+    (
+        lambda: diffusion_loss(
+            ToyDenoiser(8, 1, 4), NoiseSchedule.linear(5), torch.zeros(0, 2)
+        ),
+        ValueError,
+        "x0 must be a non-empty batch (B, ...), got (0, 2)",
+    ),
+    (
+        lambda: diffusion_loss(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            torch.zeros(2, 2, dtype=torch.long),
+        ),
+        TypeError,
+        "x0 must be a floating-point tensor",
+    ),
+    (
+        lambda: diffusion_loss(
+            ToyDenoiser(8, 1, 4), NoiseSchedule.linear(5), [[0.0, 0.0]]
+        ),
+        TypeError,
+        "x0 must be a torch.Tensor (B, ...)",
+    ),
+    (
+        lambda: diffusion_loss(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            torch.zeros(2, 2),
+            cond=torch.zeros(3, 1),
+        ),
+        ValueError,
+        "cond must hold one condition per sample: 2, got 3",
+    ),
+    (
+        lambda: target(
+            NoiseSchedule.linear(5),
+            "eps",
+            torch.zeros(2, dtype=torch.long),
+            torch.zeros(2),
+            torch.tensor([0, 1]),
+        ),
+        TypeError,
+        "x0 must be a floating-point tensor",
+    ),
+    (
+        lambda: target(
+            NoiseSchedule.linear(5),
+            "eps",
+            torch.zeros(2),
+            torch.zeros(2, dtype=torch.long),
+            torch.tensor([0, 1]),
+        ),
+        TypeError,
+        "noise must be a floating-point tensor",
+    ),
+    (
+        lambda: target(
+            NoiseSchedule.linear(5),
+            "eps",
+            torch.zeros(2),
+            torch.zeros(3),
+            torch.tensor([0, 1]),
+        ),
+        ValueError,
+        "x0 and noise must have the same shape, got (2,) and (3,)",
+    ),
+    (
+        lambda: loss_weights(
+            NoiseSchedule.linear(5), "eps", torch.tensor([0]), min_snr_gamma="5"
+        ),
+        TypeError,
+        "min_snr_gamma must be a number",
+    ),
+    (
+        lambda: ddim_sigma(NoiseSchedule.linear(5), 5, 4, 0.0),
+        ValueError,
+        "t must be an int <= 4, got 5",
+    ),
+    (
+        lambda: ddim_sigma(NoiseSchedule.linear(5), 3, -2, 0.0),
+        ValueError,
+        "t_prev must be an int >= -1, got -2",
+    ),
+    (
+        lambda: ddim_sigma(NoiseSchedule.linear(5), 3, 3, 0.0),
+        ValueError,
+        "t_prev must be an int <= 2, got 3",
+    ),
+    (
+        lambda: ddim_sigma(NoiseSchedule.linear(5), 3, 1, 1.5),
+        ValueError,
+        "eta must lie in [0, 1], got 1.5",
+    ),
+    (lambda: ddim_timesteps("10", 3), TypeError, "total must be an int"),
+    (
+        lambda: ddim_step(
+            NoiseSchedule.linear(5),
+            torch.zeros(2, dtype=torch.long),
+            torch.zeros(2),
+            torch.zeros(2),
+            3,
+            1,
+            0.0,
+        ),
+        TypeError,
+        "x_t must be a floating-point tensor",
+    ),
+    (
+        lambda: ddim_step(
+            NoiseSchedule.linear(5),
+            torch.zeros(2),
+            torch.zeros(2, dtype=torch.long),
+            torch.zeros(2),
+            3,
+            1,
+            0.0,
+        ),
+        TypeError,
+        "eps must be a floating-point tensor",
+    ),
+    (
+        lambda: ddim_step(
+            NoiseSchedule.linear(5),
+            torch.zeros(2),
+            torch.zeros(2),
+            torch.zeros(3),
+            3,
+            1,
+            0.0,
+        ),
+        ValueError,
+        "x_t and x0 must have the same shape, got (2,) and (3,)",
+    ),
+    (
+        lambda: ddim_step(
+            NoiseSchedule.linear(5),
+            torch.zeros(2),
+            torch.zeros(3),
+            torch.zeros(2),
+            3,
+            1,
+            0.0,
+        ),
+        ValueError,
+        "x_t and eps must have the same shape, got (2,) and (3,)",
+    ),
+    (
+        lambda: ddim_step(
+            NoiseSchedule.linear(5),
+            torch.zeros(2),
+            torch.zeros(2),
+            torch.zeros(2),
+            3,
+            1,
+            1.0,
+            torch.zeros(2, dtype=torch.long),
+        ),
+        TypeError,
+        "noise must be a floating-point tensor",
+    ),
+    (
+        lambda: posterior_mean(
+            NoiseSchedule.linear(5),
+            torch.zeros(2, dtype=torch.long),
+            torch.zeros(2),
+            torch.tensor([1, 2]),
+        ),
+        TypeError,
+        "x0 must be a floating-point tensor",
+    ),
+    (
+        lambda: posterior_mean(
+            NoiseSchedule.linear(5),
+            torch.zeros(2),
+            torch.zeros(2, dtype=torch.long),
+            torch.tensor([1, 2]),
+        ),
+        TypeError,
+        "x_t must be a floating-point tensor",
+    ),
+    (
+        lambda: posterior_mean(
+            NoiseSchedule.linear(5),
+            torch.zeros(2),
+            torch.zeros(3),
+            torch.tensor([1, 2]),
+        ),
+        ValueError,
+        "x0 and x_t must have the same shape, got (2,) and (3,)",
+    ),
+    (
+        lambda: ddim_sample(
+            ToyDenoiser(8, 1, 4), NoiseSchedule.linear(5), (2, 2), 2, generator=3
+        ),
+        TypeError,
+        "generator must be Generator, got int 3",
+    ),
+    (
+        lambda: ddim_sample(ToyDenoiser(8, 1, 4), NoiseSchedule.linear(5), 2, 2),
+        TypeError,
+        "shape must be a sequence of ints",
+    ),
+]
+
+
+@pytest.mark.parametrize("call, error, message", CASES)
+def test_errors_name_the_argument(call, error, message):
+    with pytest.raises(error, match="^" + re.escape(message)):
+        call()
+
+
+def test_eps_error_accepts_the_first_and_the_last_timestep():
+    torch.manual_seed(0)
+    errors = eps_error(
+        ToyDenoiser(8, 1, 4),
+        GaussianMixture2d.ring(),
+        NoiseSchedule.linear(5),
+        [0, 4],
+        n=16,
+    )
+    assert sorted(errors) == [0, 4] and all(value > 0 for value in errors.values())
