@@ -14,7 +14,13 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 
 from minigen.core.runtime import choose_precision
 from minigen.diffusion import training
-from minigen.diffusion.objectives import diffusion_loss, loss_weights, target
+from minigen.diffusion.objectives import (
+    call_model,
+    diffusion_loss,
+    loss_weights,
+    target,
+    to_eps_and_x0,
+)
 from minigen.diffusion.sampling import (
     SamplerOptions,
     ddim_sample,
@@ -23,8 +29,16 @@ from minigen.diffusion.sampling import (
     ddim_timesteps,
     guided_prediction,
     posterior_mean,
+    predict_eps_and_x0,
 )
-from minigen.diffusion.schedule import SCHEDULES, NoiseSchedule, q_step
+from minigen.diffusion.schedule import (
+    SCHEDULES,
+    NoiseSchedule,
+    check_schedule,
+    check_timesteps,
+    q_sample,
+    q_step,
+)
 from minigen.diffusion.toy2d import GaussianMixture2d, ToyDenoiser, eps_error
 from minigen.diffusion.training import train_diffusion
 
@@ -116,6 +130,42 @@ def test_q_step_is_the_markov_step_with_the_given_noise():
         alpha.sqrt() * x_prev + beta.sqrt() * noise
     )  # x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps
     torch.testing.assert_close(q_step(schedule, x_prev, t, noise), expected)
+
+
+def test_schedules_of_one_step_flat_starts_and_any_float_betas():
+    assert len(NoiseSchedule([0.5])) == 1  # T = 1 is a schedule
+    betas = NoiseSchedule(torch.tensor([0.1, 0.2], dtype=torch.float32)).betas
+    assert betas.dtype == torch.float64  # everything derived in float64
+    # abar flat at first (sigmoid saturated): betas of exactly 0 are clipped to 1e-12
+    flat = NoiseSchedule.sigmoid(100, start=-40.0, end=3.0)
+    assert flat.betas.min().item() == 1e-12
+    assert len(NoiseSchedule.cosine()) == len(NoiseSchedule.linear()) == 1000
+    assert (
+        len(NoiseSchedule.cosine(s=0.0)) == len(NoiseSchedule.cosine(s=1.0)) == 1000
+    )
+
+
+def test_schedule_repr_names_its_length_and_end_points():
+    schedule = NoiseSchedule([0.1, 0.2, 0.3])
+    assert (
+        repr(schedule) == "NoiseSchedule(T=3, beta 0.1..0.3, abar_T=0.504)"
+    )  # 0.9 * 0.8 * 0.7
+
+
+def test_lookups_take_the_dtype_of_float_data_and_float32_otherwise():
+    schedule = NoiseSchedule.linear(10)
+    t = torch.tensor([0, 9])
+    assert (
+        schedule.signal(t, torch.zeros(2, 3, dtype=torch.long)).dtype
+        == torch.float32
+    )
+    assert schedule.signal(t, torch.zeros(2, 3, dtype=torch.float64)).shape == (
+        2,
+        1,
+    )
+    assert check_timesteps(torch.zeros(0, dtype=torch.long), 10, batch=0).shape == (
+        0,
+    )
 
 
 # --- the 2-D mixture ---------------------------------------------------------------------------------------
@@ -278,29 +328,55 @@ def test_diffusion_loss_takes_a_batch_of_one_and_checks_before_drawing():
 
 
 class LabelEcho(nn.Module):
-    """A denoiser that returns x_t plus its label: just enough to check guidance's bookkeeping."""
+    """A denoiser that returns x_t + t + its label: just enough to check the bookkeeping."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(
+            torch.ones(())
+        )  # 1: something for an optimizer to hold
 
     def forward(self, x, t, cond):
-        return x + cond.to(x.dtype)
+        return self.scale * x + t[:, None].to(x.dtype) + cond.to(x.dtype)
 
     def null_cond(self, batch, device):
         return torch.zeros(batch, 1, device=device)
 
 
 def test_guidance_builds_the_null_condition_on_the_device_of_x_t():
-    x = torch.zeros(3, 1, device="meta")
+    meta = {"device": "meta"}
     out = guided_prediction(
         LabelEcho(),
-        x,
-        torch.zeros(3, device="meta"),
-        torch.ones(3, 1, device="meta"),
+        torch.zeros(3, 1, **meta),
+        torch.zeros(3, **meta),
+        torch.ones(3, 1, **meta),
         2.0,
     )
     assert out.device.type == "meta" and out.shape == (3, 1)
-    x, cond = torch.zeros(3, 1), torch.ones(3, 1)
-    torch.testing.assert_close(
-        guided_prediction(LabelEcho(), x, torch.zeros(3), cond, 2.0), 2 * cond
+
+
+def test_guidance_extrapolates_from_the_null_to_the_conditional_prediction():
+    x, t, cond = (
+        torch.randn(3, 1, dtype=torch.float64),
+        torch.tensor([1, 2, 3]),
+        torch.ones(3, 1),
     )
+    unconditional = x + t[:, None]  # LabelEcho with the NULL label 0
+    conditional = unconditional + cond
+    for w in (0.0, 1.0, 2.5):  # pred(null) + w (pred(cond) - pred(null))
+        expected = unconditional + w * (conditional - unconditional)
+        torch.testing.assert_close(
+            guided_prediction(LabelEcho(), x, t, cond, w), expected.float()
+        )
+    with torch.no_grad():
+        torch.testing.assert_close(call_model(LabelEcho(), x, t, cond), conditional)
+    options = SamplerOptions(cond=cond, guidance=2.0, clip=None)
+    eps, x0 = predict_eps_and_x0(
+        LabelEcho(), NoiseSchedule.linear(5), x, t, options
+    )
+    assert (
+        eps.dtype == x0.dtype == torch.float64
+    )  # the float32 guided prediction is cast back to x_t's
 
 
 def test_guidance_without_a_null_condition_names_the_model():
@@ -825,6 +901,267 @@ CASES = [
         lambda: ddim_sample(ToyDenoiser(8, 1, 4), NoiseSchedule.linear(5), 2, 2),
         TypeError,
         "shape must be a sequence of ints",
+    ),
+    (
+        lambda: NoiseSchedule("linear"),
+        TypeError,
+        "betas must be a tensor (T,) of betas, got str 'linear'",
+    ),
+    (
+        lambda: NoiseSchedule(torch.full((2, 2), 0.1)),
+        ValueError,
+        "betas must be a non-empty vector (T,), got shape (2, 2)",
+    ),
+    (
+        lambda: NoiseSchedule([]),
+        ValueError,
+        "betas must be a non-empty vector (T,), got shape (0,)",
+    ),
+    (
+        lambda: NoiseSchedule([0.0, 0.1]),
+        ValueError,
+        "every beta must lie in (0, 1), got values from 0 to 0.1",
+    ),
+    (
+        lambda: NoiseSchedule.cosine(s=-0.1),
+        ValueError,
+        "s must lie in [0, 1], got -0.1",
+    ),
+    (
+        lambda: NoiseSchedule.cosine(s=1.5),
+        ValueError,
+        "s must lie in [0, 1], got 1.5",
+    ),
+    (
+        lambda: check_schedule("cosine"),
+        TypeError,
+        'schedule must be a NoiseSchedule (e.g. NoiseSchedule.named("cosine")), got str',
+    ),
+    (
+        lambda: check_timesteps(torch.tensor([0]), 10, batch=-1),
+        ValueError,
+        "batch must be an int >= 0, got -1",
+    ),
+    (
+        lambda: check_timesteps(torch.tensor([True]), 10),
+        TypeError,
+        "t must hold integer timesteps, got torch.bool",
+    ),
+    (
+        lambda: check_timesteps(torch.tensor([1, 2]), 10, batch=3),
+        ValueError,
+        "t has 2 timesteps for a batch of 3",
+    ),
+    (
+        lambda: NoiseSchedule.linear(5).at(
+            torch.zeros(5, 1), torch.tensor([0]), torch.zeros(1)
+        ),
+        ValueError,
+        "values must be a 1-d tensor (5,), one per step",
+    ),
+    (
+        lambda: NoiseSchedule.linear(5).at(torch.zeros(5), torch.tensor([0]), 1.0),
+        TypeError,
+        "like must be a torch.Tensor (B, ...)",
+    ),
+    (
+        lambda: NoiseSchedule.linear(5).at(
+            torch.zeros(5), torch.tensor([0]), torch.tensor(1.0)
+        ),
+        ValueError,
+        "like must be a batch (B, ...), got a 0-d tensor",
+    ),
+    (
+        lambda: NoiseSchedule.linear(5).at(
+            torch.zeros(5), torch.tensor([0, 1, 2]), torch.zeros(2)
+        ),
+        ValueError,
+        "t has 3 timesteps for a batch of 2",
+    ),
+    (
+        lambda: q_sample(
+            NoiseSchedule.linear(5),
+            torch.zeros(2, dtype=torch.long),
+            torch.tensor([0, 1]),
+            torch.zeros(2),
+        ),
+        TypeError,
+        "x0 must be a floating-point tensor",
+    ),
+    (
+        lambda: q_sample(
+            NoiseSchedule.linear(5),
+            torch.zeros(2),
+            torch.tensor([0, 1]),
+            torch.zeros(2, dtype=torch.long),
+        ),
+        TypeError,
+        "noise must be a floating-point tensor",
+    ),
+    (
+        lambda: q_sample(
+            NoiseSchedule.linear(5),
+            torch.zeros(2),
+            torch.tensor([0, 1]),
+            torch.zeros(3),
+        ),
+        ValueError,
+        "x0 and noise must have the same shape, got (2,) and (3,)",
+    ),
+    (
+        lambda: to_eps_and_x0(
+            NoiseSchedule.linear(5),
+            "eps",
+            torch.zeros(2, dtype=torch.long),
+            torch.tensor([0, 1]),
+            torch.zeros(2),
+        ),
+        TypeError,
+        "x_t must be a floating-point tensor",
+    ),
+    (
+        lambda: to_eps_and_x0(
+            NoiseSchedule.linear(5),
+            "eps",
+            torch.zeros(2),
+            torch.tensor([0, 1]),
+            torch.zeros(2, dtype=torch.long),
+        ),
+        TypeError,
+        "prediction must be a floating-point tensor",
+    ),
+    (
+        lambda: to_eps_and_x0(
+            NoiseSchedule.linear(5),
+            "eps",
+            torch.zeros(2),
+            torch.tensor([0, 1]),
+            torch.zeros(3),
+        ),
+        ValueError,
+        "x_t and prediction must have the same shape, got (2,) and (3,)",
+    ),
+    (
+        lambda: diffusion_loss(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            torch.zeros(2, 2),
+            cond=torch.tensor(1.0),
+        ),
+        ValueError,
+        "cond must hold one condition per sample: 2, got 0",
+    ),
+    (
+        lambda: diffusion_loss(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            torch.zeros(2, 2),
+            cond=[1, 2],
+        ),
+        TypeError,
+        "cond must be a tensor or TokenStates (or None), got list",
+    ),
+    (
+        lambda: guided_prediction(
+            LabelEcho(), torch.zeros(2, 1), torch.zeros(2), None, 1.5
+        ),
+        ValueError,
+        "guidance needs a condition to guide towards, got cond=None",
+    ),
+    (
+        lambda: ddim_sample(
+            LabelEcho(),
+            NoiseSchedule.linear(5),
+            (2, 1),
+            2,
+            options=SamplerOptions(cond=torch.zeros(3, 1)),
+        ),
+        ValueError,
+        "options.cond must hold one condition per sample: 2, got 3",
+    ),
+    (
+        lambda: ddim_sample(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            (2, 2),
+            2,
+            x_T=torch.zeros(2, 2, dtype=torch.long),
+        ),
+        TypeError,
+        "x_T must be a floating-point tensor",
+    ),
+    (
+        lambda: ddim_sample(
+            ToyDenoiser(8, 1, 4), NoiseSchedule.linear(5), (2, 2), 2, x_T=[[0.0]]
+        ),
+        TypeError,
+        "x_T must be a torch.Tensor",
+    ),
+    (
+        lambda: train_diffusion(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            lambda step: torch.zeros(4, 3),
+            steps=1,
+            progress=False,
+        ),
+        TypeError,
+        "batches(step) must return (x0, cond), cond None if unconditional; at step 0 it returned a torch.float32 tensor of shape (4, 3)",
+    ),
+    (
+        lambda: train_diffusion(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            lambda step: [torch.zeros(4, 2), None],
+            steps=1,
+            progress=False,
+        ),
+        TypeError,
+        "batches(step) must return (x0, cond), cond None if unconditional; at step 0 it returned list",
+    ),
+    (
+        lambda: train_diffusion(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            lambda step: (torch.zeros(4, 2, dtype=torch.long), None),
+            steps=1,
+            progress=False,
+        ),
+        TypeError,
+        "the x0 of batches(step) must be a floating-point tensor",
+    ),
+    (
+        lambda: train_diffusion(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            lambda step: ([[0.0]], None),
+            steps=1,
+            progress=False,
+        ),
+        TypeError,
+        "the x0 of batches(step) must be a torch.Tensor (B, ...)",
+    ),
+    (
+        lambda: train_diffusion(
+            LabelEcho(),
+            NoiseSchedule.linear(5),
+            lambda step: (torch.zeros(4, 1), torch.zeros(3, 1)),
+            steps=1,
+            progress=False,
+        ),
+        ValueError,
+        "the cond of batches(step) must hold one condition per sample: 4, got 3",
+    ),
+    (
+        lambda: train_diffusion(
+            LabelEcho(),
+            NoiseSchedule.linear(5),
+            lambda step: (torch.tensor(1.0), torch.zeros(3, 1)),
+            steps=1,
+            progress=False,
+        ),
+        ValueError,
+        "the cond of batches(step) must hold one condition per sample: 0, got 3",
     ),
 ]
 
