@@ -12,8 +12,8 @@ files by default, which tests, fork-server isolation for torch) is the [tool.mut
 section of pyproject.toml; --paths only narrows which files are mutated. Every run
 starts from an empty mutants/ so that an earlier run with other --paths cannot leave
 stale mutants behind; --report-only prints the report of the last run again, and
---rerun-survivors, after tests were added (and the code under --paths left alone),
-runs only the mutants that the last run did not kill and keeps its other verdicts.
+--rerun-survivors, after tests were added (same --paths, the code under them left
+alone), runs only the mutants that the last run did not kill and keeps the others.
 
 Printed: mutants in total, killed, survived, timeout, suspicious, skipped and no-tests
 counts, the score killed / (total - skipped) in %, and for each survivor (and timeout,
@@ -21,10 +21,18 @@ suspicious, no-tests mutant) its file, line and the diff of the mutated line.
 
 Limits of the tool worth knowing when reading the score: mutmut mutates the bodies of
 functions and methods only (not module-level constants), and skips functions with
-decorators other than @staticmethod / @classmethod (e.g. @torch.no_grad()).
+decorators other than @staticmethod / @classmethod (e.g. @torch.no_grad(): ddpm_sample,
+ddim_sample, ddim_invert, eps_error; their helpers are mutated). It forks every mutant
+from a process that has already imported the test modules, so a call made at import
+time (a module-level `MIXTURE = GaussianMixture2d.ring(...)` in a test file) never sees
+a mutant: only calls inside test functions count. The tests run on the CPU, so a
+mutant that only drops a `device=` argument survives; such survivors are listed.
 
-Time on the 2-core development machine (shared with other work, --max-children 2):
-minigen/nn alone about 20 minutes; see the closing note of issue 9 for the figures.
+Time on the 2-core development machine, shared with other work (load 4-7),
+--max-children 2: minigen/nn (about 1,970 mutants) 16 to 30 minutes, minigen/diffusion
+(2,050 mutants) 40 minutes, both (the default, `make mutation`) about an hour;
+--rerun-survivors after adding tests 1 to 6 minutes. Narrow --paths to one file to
+stay under 10 minutes.
 """
 
 import argparse
@@ -55,21 +63,10 @@ import sys
 import torch.distributed.tensor
 import mutmut.__main__ as mutmut_main
 from mutmut.configuration import config
-from mutmut.state import state
 
 config().only_mutate = sys.argv[2].split(",")
-names = sys.argv[3:]
-if names:
-    # Tests were added since the last run: its verdicts stay valid, although the
-    # test selection changed, which would make mutmut reset all of them.
-    invalidate = mutmut_main._apply_config_change_invalidation
-
-    def keep_verdicts(caught):
-        state().old_config_fingerprint = config().config_fingerprint()
-        return invalidate(caught)
-
-    mutmut_main._apply_config_change_invalidation = keep_verdicts
-mutmut_main.cli.main(["run", "--max-children", sys.argv[1], *names], prog_name="mutmut")
+run = ["run", "--max-children", sys.argv[1], *sys.argv[3:]]
+mutmut_main.cli.main(run, prog_name="mutmut")
 """
 
 STATUSES = ("killed", "survived", "timeout", "suspicious", "segfault", "no tests")
@@ -97,6 +94,11 @@ def run_mutmut(paths: list[str], max_children: int, names: list[str]) -> float:
     the mutants to run again); returns its wall time in seconds."""
     if not names:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    else:
+        # Which tests reach which function is measured again (tests were added or
+        # changed); without a record of the last run's settings mutmut also keeps
+        # its verdicts, which a changed test selection would otherwise reset.
+        (ROOT / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     env = dict(
         os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg"
     )
@@ -185,9 +187,13 @@ def describe(name: str, path: Path, status: str) -> str:
     return "\n".join([f"  {status:<10} {path}:{line}  {name}", *changes])
 
 
-def report(paths: list[str]) -> float:
+def report(paths: list[str]) -> None:
     """Print the counts, the score and every mutant that was not killed."""
     results = mutant_results(paths)
+    if not results:
+        sys.exit(
+            f"no mutants of {' '.join(paths)} in mutants/: run without options"
+        )
     counts = Counter(status for _, status in results.values())
     total = len(results)
     skipped = counts["skipped"]
@@ -204,7 +210,6 @@ def report(paths: list[str]) -> float:
     for name, (path, status) in sorted(results.items()):
         if status in REPORTED:
             print(describe(name, path, status))
-    return score
 
 
 def main() -> None:
@@ -213,8 +218,9 @@ def main() -> None:
     default_paths = [p.removesuffix("/*") for p in config().only_mutate]
     parser.add_argument("--paths", nargs="+", default=default_paths)
     parser.add_argument("--max-children", type=int, default=2)
-    parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--rerun-survivors", action="store_true")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--report-only", action="store_true")
+    again.add_argument("--rerun-survivors", action="store_true")
     args = parser.parse_args()
     if not args.report_only:
         names = []

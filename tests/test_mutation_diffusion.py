@@ -41,6 +41,9 @@ from minigen.diffusion.schedule import (
 )
 from minigen.diffusion.toy2d import GaussianMixture2d, ToyDenoiser, eps_error
 from minigen.diffusion.training import train_diffusion
+from minigen.models.unet import UNet
+from minigen.nn.attention import SelfAttention2d
+from minigen.nn.residual import ResidualBlock
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -116,6 +119,11 @@ def test_linear_schedule_takes_betas_strictly_inside_0_1():
             ValueError, match=r"^(start|end) must lie in \(0, 1\), got"
         ):
             NoiseSchedule.linear(10, start=start, end=end)
+
+
+def test_linear_betas_are_evenly_spaced_in_float64():
+    expected = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    assert torch.equal(NoiseSchedule.linear().betas, expected)
 
 
 def test_q_step_is_the_markov_step_with_the_given_noise():
@@ -209,6 +217,7 @@ def test_log_prob_of_an_asymmetric_mixture_matches_torch_distributions():
     torch.testing.assert_close(
         mixture.log_prob(x), mixture.log_prob(x, 1.0)
     )  # clean by default
+    torch.testing.assert_close(mixture.score(x), mixture.score(x, 1.0))
 
 
 def test_mixture_weights_may_be_zero_and_float32_rounded():
@@ -253,26 +262,56 @@ def tiny_batches(step):
     return torch.randn(4, 2), None
 
 
-def test_train_diffusion_hands_its_schedule_clip_and_precision_to_the_loop(
-    monkeypatch,
-):
+def test_train_diffusion_hands_its_options_to_the_loop(monkeypatch):
     seen = {}
 
     def spy(model, loss_fn, **options):
+        seen.clear()
         seen.update(options)
         return training.History()
 
     monkeypatch.setattr(training, "train", spy)
     fp32 = choose_precision("cpu", dtype="fp32")
-    train_diffusion(ToyDenoiser(8, 1, 4), NoiseSchedule.linear(10), tiny_batches, steps=7,
-                    grad_clip=0.5, precision=fp32, progress=False)  # fmt: skip
+    train_diffusion(ToyDenoiser(8, 1, 4), NoiseSchedule.linear(10), tiny_batches, steps=7, lr=0.01,
+                    grad_clip=0.5, precision=fp32, progress=False, desc="toy", seed=5)  # fmt: skip
     assert isinstance(seen["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR)
     assert seen["scheduler"].T_max == 7  # a cosine decay over the whole run
+    assert seen["optimizer"].defaults["lr"] == 0.01
+    assert seen["optimizer"].defaults["weight_decay"] == 0.0  # AdamW without decay
     assert (
         seen["grad_clip"] == 0.5
         and seen["precision"] is fp32
         and seen["steps"] == 7
     )
+    assert seen["progress"] is False and seen["desc"] == "toy"
+    assert torch.initial_seed() == 5  # seeded before training
+    train_diffusion(
+        ToyDenoiser(8, 1, 4), NoiseSchedule.linear(10), tiny_batches, steps=3
+    )
+    assert seen["optimizer"].defaults["lr"] == 1e-3 and seen["grad_clip"] == 1.0
+    assert seen["progress"] is True and seen["desc"] == "diffusion"
+    assert torch.initial_seed() == 0
+
+
+class Unguidable(nn.Module):
+    """A conditional model without a NULL condition."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x, t, cond):
+        return self.scale * x + cond
+
+
+def test_conditions_need_no_null_when_none_is_dropped():
+    def batches(step):
+        return torch.randn(4, 1), torch.ones(4, 1)
+
+    _, history = train_diffusion(Unguidable(), NoiseSchedule.linear(10), batches, steps=1,
+                                 cond_dropout=0.0, precision=choose_precision("cpu", dtype="fp32"),
+                                 progress=False)  # fmt: skip
+    assert len(history.losses) == 1
 
 
 @pytest.mark.parametrize(
@@ -304,7 +343,9 @@ def test_train_diffusion_rejects_bad_options_before_seeding_anything(
 def test_diffusion_loss_takes_a_batch_of_one_and_checks_before_drawing():
     model = ToyDenoiser(8, 1, 4)
     loss = diffusion_loss(model, NoiseSchedule.linear(10), torch.randn(1, 2))
-    assert loss.shape == () and loss > 0
+    assert (
+        loss.shape == () and loss > 0 and loss.dtype == torch.float32
+    )  # weights cast
     generator = torch.Generator().manual_seed(0)
     state = generator.get_state()
     with pytest.raises(
@@ -318,6 +359,14 @@ def test_diffusion_loss_takes_a_batch_of_one_and_checks_before_drawing():
             generator=generator,
         )
     assert torch.equal(generator.get_state(), state)  # no timestep or noise drawn
+    with pytest.raises(TypeError, match="^x0 must be a floating-point tensor"):
+        diffusion_loss(
+            model,
+            NoiseSchedule.linear(10),
+            torch.ones(2, 2, dtype=torch.long),
+            generator=generator,
+        )
+    assert torch.equal(generator.get_state(), state)
     assert (
         loss_weights(NoiseSchedule.linear(10), "v", torch.tensor([3])).dtype
         == torch.float64
@@ -400,6 +449,70 @@ def test_sampler_options_accept_a_guidance_of_zero_and_reject_a_negative_one():
         ValueError, match=re.escape("guidance must lie in [0, inf), got -0.5")
     ):
         SamplerOptions(cond=torch.ones(2, 1), guidance=-0.5)
+
+
+# --- the U-Net's documented architecture --------------------------------------------------------------------
+
+
+def test_unet_attends_at_the_asked_levels_with_its_heads_and_dropout_everywhere():
+    model = UNet(base_channels=8, channel_mults=(1, 2), blocks_per_level=2, attention_levels=(1,),
+                 dropout=0.25, image_size=8, heads=2)  # fmt: skip
+    for level, blocks in enumerate(model.down_levels):
+        assert len(blocks) == 2  # blocks_per_level
+        assert all(
+            isinstance(b.attention, SelfAttention2d) == (level == 1) for b in blocks
+        )
+    for level, blocks in zip((1, 0), model.up_levels):  # coarsest first
+        assert len(blocks) == 3  # blocks_per_level + 1
+        assert all(
+            isinstance(b.attention, SelfAttention2d) == (level == 1) for b in blocks
+        )
+    attentions = [m for m in model.modules() if isinstance(m, SelfAttention2d)]
+    assert len(attentions) == 2 + 3 + 1 and all(
+        a.heads == 2 for a in attentions
+    )  # + the middle
+    residuals = [m for m in model.modules() if isinstance(m, ResidualBlock)]
+    assert len(residuals) == 2 * 2 + 2 * 3 + 2
+    assert all(
+        block.out_layers[1].p == 0.25 and block.emb_dim == 32 for block in residuals
+    )
+    assert (
+        model.time_embedding.mlp[-1].out_features == 32
+    )  # emb_dim = 4 * base_channels
+    assert [type(layer) for layer in model.out[0]] == [
+        nn.GroupNorm,
+        nn.SiLU,
+    ]  # norm_act, then conv
+
+
+def test_unet_defaults_and_size_caps():
+    model = (
+        UNet()
+    )  # base 32, mults (1, 2, 2), one block per level, attention at level 2
+    assert [len(blocks) for blocks in model.down_levels] == [1, 1, 1]
+    assert model.stem.out_channels == 32
+    attends = [
+        isinstance(blocks[0].attention, SelfAttention2d)
+        for blocks in model.down_levels
+    ]
+    assert attends == [False, False, True]
+    # the largest allowed: 8 levels, a multiplier of 64
+    UNet(base_channels=2, channel_mults=(1,) * 8, attention_levels=(), image_size=128, heads=1)  # fmt: skip
+    UNet(
+        base_channels=2,
+        channel_mults=(64,),
+        attention_levels=(),
+        image_size=4,
+        heads=1,
+    )
+    with pytest.raises(
+        ValueError, match=re.escape("blocks_per_level must be an int <= 32, got 33")
+    ):
+        UNet(blocks_per_level=33)
+    with pytest.raises(
+        ValueError, match=re.escape("cond_dim must be an int <= 65,536, got 65,537")
+    ):
+        UNet(cond_dim=65_537)
 
 
 # --- error messages name the argument ----------------------------------------------------------------------
@@ -1162,6 +1275,165 @@ CASES = [
         ),
         ValueError,
         "the cond of batches(step) must hold one condition per sample: 0, got 3",
+    ),
+    (
+        lambda: check_timesteps(torch.zeros(2, 1, dtype=torch.long), 10),
+        ValueError,
+        "t must be a 1-d tensor (B,) of integer timesteps, got shape (2, 1)",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().score([[0.0, 0.0]], 0.5),
+        TypeError,
+        "x must be a torch.Tensor (N, 2), got list",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().score(
+            torch.zeros(3, 2), torch.tensor([0.5, 0.0, 0.5])
+        ),
+        ValueError,
+        "alpha_bar must lie in (0, 1]",
+    ),
+    (
+        lambda: GaussianMixture2d.ring().score(
+            torch.zeros(3, 2), torch.tensor([0.5, 1.5, 0.5])
+        ),
+        ValueError,
+        "alpha_bar must lie in (0, 1]",
+    ),
+    (
+        lambda: train_diffusion(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            tiny_batches,
+            steps=1,
+            desc=3,
+            progress=False,
+        ),
+        TypeError,
+        "desc must be str, got int 3",
+    ),
+    (
+        lambda: train_diffusion(
+            ToyDenoiser(8, 1, 4),
+            NoiseSchedule.linear(5),
+            tiny_batches,
+            steps=1,
+            cond_dropout=0.1,
+            progress=False,
+        ),
+        TypeError,
+        "cond_dropout needs the model's NULL condition, model.null_cond(batch, device); ToyDenoiser has none",
+    ),
+    (
+        lambda: UNet(
+            base_channels=8, channel_mults=(1,), attention_levels=(), image_size=4
+        )(torch.zeros(2, 3, 4, 4, dtype=torch.long), torch.zeros(2)),
+        TypeError,
+        "x must be a floating-point tensor",
+    ),
+    (
+        lambda: UNet(
+            base_channels=8, channel_mults=(1,), attention_levels=(), image_size=4
+        )([[0.0]], torch.zeros(2)),
+        TypeError,
+        "x must be a torch.Tensor (B, 3, 4, 4)",
+    ),
+    (
+        lambda: UNet(
+            base_channels=8, channel_mults=(1,), attention_levels=(), image_size=4
+        )(torch.zeros(2, 3, 4, 4), "5"),
+        TypeError,
+        "t must be a tensor of timesteps (B,) or a number, got str '5'",
+    ),
+    (
+        lambda: UNet(
+            base_channels=8, channel_mults=(1,), attention_levels=(), image_size=4
+        )(torch.zeros(2, 3, 4, 4), math.nan),
+        ValueError,
+        "t must be a finite number, got nan",
+    ),
+    (
+        lambda: UNet(
+            base_channels=8, channel_mults=(1,), attention_levels=(), image_size=4
+        )(torch.zeros(2, 3, 4, 4), torch.tensor([0.0, math.inf])),
+        ValueError,
+        "t holds 1 NaN or infinite values",
+    ),
+    (
+        lambda: UNet(
+            base_channels=8, channel_mults=(1,), attention_levels=(), image_size=4
+        )(torch.zeros(2, 3, 4, 4), torch.tensor([True, False])),
+        TypeError,
+        "t must hold integer or real timesteps, got torch.bool",
+    ),
+    (
+        lambda: UNet(
+            base_channels=8, channel_mults=(1,), attention_levels=(), image_size=4
+        )(torch.zeros(2, 3, 4, 4), torch.zeros(2), torch.zeros(2, 1)),
+        ValueError,
+        "this UNet is unconditional (class_counts=None, cond_dim=None) and takes no cond; got a torch.float32 tensor of shape (2, 1)",
+    ),
+    (
+        lambda: UNet(
+            base_channels=8,
+            channel_mults=(1,),
+            attention_levels=(),
+            image_size=4,
+            cond_dim=3,
+        )(torch.zeros(2, 3, 4, 4), torch.zeros(2), torch.tensor(1.0)),
+        ValueError,
+        "cond must hold one condition per image, got a 0-d tensor",
+    ),
+    (
+        lambda: UNet(
+            base_channels=8,
+            channel_mults=(1,),
+            attention_levels=(),
+            image_size=4,
+            cond_dim=3,
+        )(torch.zeros(2, 3, 4, 4), torch.zeros(2), torch.zeros(3, 3)),
+        ValueError,
+        "cond must hold one condition per image: 2, got 3",
+    ),
+    (
+        lambda: UNet(class_counts=(2,), cond_dim=3),
+        ValueError,
+        "a UNet is conditioned on class labels (class_counts) or on an embedding (cond_dim), not both",
+    ),
+    (
+        lambda: UNet(base_channels=8, channel_mults=(1,) * 9, image_size=256),
+        ValueError,
+        "channel_mults must hold at most 8 multipliers of at most 64, got (1, 1, 1, 1, 1, 1, 1, 1, 1)",
+    ),
+    (
+        lambda: UNet(base_channels=8, channel_mults=(65,), attention_levels=()),
+        ValueError,
+        "channel_mults must hold at most 8 multipliers of at most 64",
+    ),
+    (
+        lambda: UNet(base_channels=8, channel_mults=(1, 2), attention_levels=(2,)),
+        ValueError,
+        "attention_levels (2,) must be level indices in [0, 2)",
+    ),
+    (
+        lambda: UNet(
+            base_channels=8,
+            channel_mults=(1, 2, 2),
+            attention_levels=(),
+            image_size=6,
+        ),
+        ValueError,
+        "image_size 6 must be divisible by 2^2 = 4 (3 levels means 2 halvings)",
+    ),
+    (
+        lambda: UNet(base_channels=7),
+        ValueError,
+        "base_channels is the time embedding's size and must be even, got 7",
+    ),
+    (
+        lambda: UNet(attention_levels=(-1,)),
+        ValueError,
+        "every entry of attention_levels must be an int >= 0, got -1",
     ),
 ]
 

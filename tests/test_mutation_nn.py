@@ -564,6 +564,11 @@ CASES = [
         ValueError,
         "x must be a 4-d tensor (B, 3, H, W)",
     ),
+    (
+        lambda: timestep_embedding(torch.tensor([0.0, math.nan]), 4),
+        ValueError,
+        "t holds 1 NaN or infinite values",
+    ),
 ]
 
 
