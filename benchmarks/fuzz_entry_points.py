@@ -796,11 +796,16 @@ def _on_alarm(signum, frame):
 
 class Worker:
     def __init__(
-        self, root: Path, objects: dict, modules: dict, targets: list[Target]
+        self,
+        root: Path,
+        objects: dict,
+        modules: dict,
+        targets: list[Target],
+        workdir: Path,
     ):
         self.root = (root / "minigen").resolve()
         self.targets = {target.key: target for target in targets}
-        self.workdir = Path(tempfile.mkdtemp(prefix="minigen-fuzz-"))
+        self.workdir = workdir
         self.ctx = Context(objects, modules, self.workdir)
         self.ctx.history = self._history
         self.ctx.checkpoint = self._checkpoint
@@ -1373,9 +1378,17 @@ def main() -> None:
         "--json", type=Path, help="write every call and its outcome here"
     )
     args = parser.parse_args()
+    # every file the fuzz writes (cache, checkpoints) goes to one folder, removed after
+    with tempfile.TemporaryDirectory(prefix="minigen-fuzz-") as scratch:
+        fuzz(args, Path(scratch))
+
+
+def fuzz(args: argparse.Namespace, scratch: Path) -> None:
     os.environ["MPLBACKEND"] = "Agg"
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    os.environ["MINIGEN_CACHE"] = tempfile.mkdtemp(prefix="minigen-fuzz-cache-")
+    (scratch / "cache").mkdir()
+    (scratch / "work").mkdir()
+    os.environ["MINIGEN_CACHE"] = str(scratch / "cache")
     os.environ.pop("MINIGEN_PROFILE", None)
     started = time.perf_counter()
     root = args.package_root.resolve()
@@ -1386,7 +1399,7 @@ def main() -> None:
         target for target in targets if any(part in target.key for part in wanted)
     ]
     plan = make_plan(targets, objects)
-    worker = Worker(root, objects, modules, targets)
+    worker = Worker(root, objects, modules, targets, scratch / "work")
     results = run_plan(worker, plan)
     envs = env_plan(targets, modules)
     env_results = run_plan(worker, envs, env=True) if envs else []

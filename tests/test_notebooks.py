@@ -124,6 +124,7 @@ def notebook_namespace(path: Path) -> dict:
 # re-execution in the cpu profile. strict: once a chapter is re-executed the test passes, the
 # xfail turns into a failure, and its name must leave this set.
 AWAITING_REEXECUTION = {
+    "02_upsampling.ipynb",
     "03_autoencoder.ipynb",
     "04_vae.ipynb",
     "05_diffusion.ipynb",

@@ -201,6 +201,21 @@ def test_pixel_shuffle_bad_input():
         pixel_unshuffle(torch.randn(4, 2, 2), 2)
 
 
+@pytest.mark.parametrize(
+    "x, error, message",
+    [
+        (None, TypeError, "x must be a torch.Tensor"),
+        ([[1.0]], TypeError, "x must be a torch.Tensor"),
+        (torch.randn(3, 8, 8), ValueError, "x must be a 4-d tensor"),
+        (torch.randn(2, 4, 8, 8), ValueError, r"x must have shape \(B, 3, H, W\)"),
+        (torch.ones(2, 3, 8, 8, dtype=torch.long), TypeError, "floating"),
+    ],
+)
+def test_upsampler2x_names_a_wrong_input(x, error, message):
+    with pytest.raises(error, match=message):
+        Upsampler2x("pixel shuffle", channels=4)(x)
+
+
 @pytest.mark.parametrize("name", UPSAMPLERS)
 def test_upsampler_shapes(name):
     module = make_upsampler(name, 5)

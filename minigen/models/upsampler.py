@@ -40,6 +40,7 @@ from minigen.core.validators import (
 )
 from minigen.data.shapes import ShapesWorld
 from minigen.eval.metrics import psnr
+from minigen.nn.layers import CheckedModule
 from minigen.nn.resample import make_upsampler
 from minigen.ops.upsample import checkerboard_score
 
@@ -94,7 +95,7 @@ def artifact_scores(
 # ----------------------------------------------------------------------------------
 
 
-class Upsampler2x(nn.Module):
+class Upsampler2x(CheckedModule):
     """conv 3x3 (3 -> C), ReLU, the x2 upsampler `name`, ReLU, conv 3x3 (C -> 3):
     (B, 3, H, W) -> (B, 3, 2H, 2W)."""
 
@@ -112,6 +113,13 @@ class Upsampler2x(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def check_inputs(self, x: torch.Tensor) -> None:
+        check_tensor("x", x, dims=4, floating=True, shape="(B, 3, H, W)")
+        if x.shape[1] != 3:
+            raise ValueError(
+                f"x must have shape (B, 3, H, W), got {tuple(x.shape)}"
+            )
 
 
 def downsample(images: torch.Tensor) -> torch.Tensor:
