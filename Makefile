@@ -35,9 +35,10 @@ unit: $(STAMP)
 notebooks-smoke: $(STAMP)
 	MINIGEN_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-# Re-execute the notebooks in place and store their outputs: make execute PROFILE=cpu NB=notebooks/01_convolution.ipynb
+# Re-execute the notebooks in place and store their outputs (progress bars as one
+# final text line): make execute PROFILE=cpu NB=notebooks/01_convolution.ipynb
 execute: $(STAMP)
-	MINIGEN_PROFILE=$(PROFILE) $(VENV)/bin/jupyter execute --inplace --timeout=-1 $(NB)
+	MINIGEN_PROFILE=$(PROFILE) MINIGEN_PROGRESS=text $(VENV)/bin/jupyter execute --inplace --timeout=-1 $(NB)
 
 # Mutation testing of the diffusion and nn code, by hand (not in CI; tens of minutes).
 mutation: $(STAMP)

@@ -16,6 +16,7 @@ from minigen.core.train import (
     NonFiniteLossError,
     check_training_arguments,
     load_checkpoint,
+    progress_mode,
     save_checkpoint,
     train,
 )
@@ -647,6 +648,42 @@ def test_progress_bar_shows_desc_and_smoothed_loss(capsys):
     )
     bar = capsys.readouterr().err
     assert "fit" in bar and "3/3" in bar and "loss=" in bar
+
+
+def fit_three_steps(progress=True):
+    x, y = regression_data()
+    model = nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    closure = mse_closure(model, x, y)
+    return train(
+        model, closure, steps=3, optimizer=optimizer, precision=FP32, desc="fit",
+        log_every=1, progress=progress,
+    )  # fmt: skip
+
+
+def test_text_progress_prints_only_the_final_line(capsys, monkeypatch):
+    monkeypatch.setenv("MINIGEN_PROGRESS", " Text ")
+    history = fit_three_steps()
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.count("\n") == 1 and "\r" not in out  # no frames, one line
+    assert out.startswith("fit: 100%") and "3/3" in out
+    recent = sum(history.losses) / len(history.losses)
+    assert f"loss={recent:.4g}" in out
+
+
+def test_text_progress_stays_silent_when_progress_is_off(capsys, monkeypatch):
+    monkeypatch.setenv("MINIGEN_PROGRESS", "text")
+    fit_three_steps(progress=False)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_an_unknown_progress_mode_is_named(monkeypatch):
+    monkeypatch.setenv("MINIGEN_PROGRESS", "widget")
+    with pytest.raises(ValueError, match="MINIGEN_PROGRESS='widget' is not a prog"):
+        fit_three_steps()
+    monkeypatch.delenv("MINIGEN_PROGRESS")
+    assert progress_mode() == "live"
 
 
 def test_scheduler_steps_once_per_step_and_resumes_from_the_checkpoint(tmp_path):

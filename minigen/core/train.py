@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm import std as tqdm_text
 from tqdm.auto import tqdm
 
 from minigen.core.runtime import Precision, as_device, choose_precision, train_mode
@@ -42,6 +43,9 @@ from minigen.core.validators import (
 
 LossOutput = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
 POSTFIX_WINDOW = 20  # the progress bar shows the mean of the last 20 logged losses
+# MINIGEN_PROGRESS=text: no live bar, one final text line (for stored notebooks)
+PROGRESS_ENV_VAR = "MINIGEN_PROGRESS"
+PROGRESS_MODES = ("live", "text")
 # what every save_checkpoint file holds
 CHECKPOINT_KEYS = ("model", "step", "rng", "extra")
 # check_training_arguments' default batch_size: the trainer takes none
@@ -544,6 +548,9 @@ def train(
     history: a History to continue (training goes on from its `completed_steps`).
     generators: private random generators that loss_fn draws from; checkpointed and
         restored.
+    progress: show a progress bar: a live one (a widget in Jupyter), or with the
+        environment variable MINIGEN_PROGRESS=text (set by `make execute`) only its
+        final line, printed as text, so that a stored notebook shows what ran.
     The model is in train mode during training and is left in the mode it was found
     in. Steps whose fp16 gradients overflow are skipped by the GradScaler, as it is
     meant to. Raises NonFiniteLossError (before the optimizer step) when the loss is
@@ -596,7 +603,7 @@ def train(
 
     seconds_before, started = history.seconds, time.perf_counter()
     steps_left = range(start, steps)
-    bar = tqdm(steps_left, desc, initial=start, total=steps, disable=not progress)
+    bar = _progress_bar(steps_left, desc, start, steps, progress)
     with train_mode(model), bar:
         for step in bar:
             with precision.autocast():
@@ -615,9 +622,49 @@ def train(
                 _show_progress(bar, history, metrics)
             if checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
                 save()
+    if progress and progress_mode() == "text":
+        print(bar)  # the final line: steps, time, rate, recent loss
     if checkpoint is not None:
         save()
     return history
+
+
+def progress_mode() -> str:
+    """How `train` shows progress: "live" (default) or "text", from the environment
+    variable MINIGEN_PROGRESS."""
+    value = os.environ.get(PROGRESS_ENV_VAR, "").strip().lower() or "live"
+    if value not in PROGRESS_MODES:
+        raise ValueError(
+            f"{PROGRESS_ENV_VAR}={os.environ[PROGRESS_ENV_VAR]!r} is not a "
+            f"progress mode; use one of {', '.join(PROGRESS_MODES)} (or leave it "
+            "unset)"
+        )
+    return value
+
+
+class _Discard:
+    """A file that drops what is written: the text bar's frames."""
+
+    def write(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def _progress_bar(
+    steps_left: range, desc: str, start: int, steps: int, progress: bool
+) -> tqdm:
+    if progress and progress_mode() == "text":  # frames dropped, final line printed
+        return tqdm_text.tqdm(
+            steps_left,
+            desc,
+            initial=start,
+            total=steps,
+            file=_Discard(),
+            ascii=True,
+        )
+    return tqdm(steps_left, desc, initial=start, total=steps, disable=not progress)
 
 
 def _show_progress(bar: tqdm, history: History, metrics: dict[str, float]) -> None:
