@@ -71,13 +71,22 @@ def main() -> None:
         required=True,
         help="another checkout of the repository (e.g. a git worktree)",
     )
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=["fp32", "bf16"],
+        help="default: fp32, and bf16 where the CPU has bf16 instructions (without "
+        "them bf16 autocast still runs, emulated and slow: a comparison of two "
+        "checkouts, not a choice of precision)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import minigen
 
-    dtypes = ["fp32"] + (["bf16"] if minigen.cpu_supports_bf16() else [])
+    native = ["fp32"] + (["bf16"] if minigen.cpu_supports_bf16() else [])
+    dtypes = args.dtypes or native
     roots = {"this": ROOT, "other": args.against.resolve()}
     speeds: dict[tuple[str, str], list[float]] = {}
     for round_ in range(args.rounds):
