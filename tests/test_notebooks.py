@@ -125,7 +125,6 @@ def notebook_namespace(path: Path) -> dict:
 # xfail turns into a failure, and its name must leave this set.
 AWAITING_REEXECUTION = {
     "02_upsampling.ipynb",
-    "05_diffusion.ipynb",
 }
 
 
