@@ -120,12 +120,10 @@ def notebook_namespace(path: Path) -> dict:
     return namespace
 
 
-# Chapters whose stored outputs predate the package reorganisation (issue 9) and still await
-# re-execution in the cpu profile. strict: once a chapter is re-executed the test passes, the
-# xfail turns into a failure, and its name must leave this set.
-AWAITING_REEXECUTION = {
-    "02_upsampling.ipynb",
-}
+# Chapters whose stored outputs predate a change of the code they show and still await
+# re-execution in the cpu profile (empty when all are current). strict: once a chapter is
+# re-executed the test passes, the xfail turns into a failure, and its name must leave this set.
+AWAITING_REEXECUTION: set[str] = set()
 
 
 @pytest.mark.parametrize(
