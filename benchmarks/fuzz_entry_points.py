@@ -1086,7 +1086,11 @@ EXPECTED_BASELINE_ERRORS = {"load_torchvision": "no dataset files offline"}
 # what each environment variable holds: a "choice" among names ("" means unset, as
 # documented and tested) or a "path" (any text but blank); for others every value
 # tried counts as invalid
-ENV_KINDS = {"MINIGEN_PROFILE": "choice", "MINIGEN_CACHE": "path"}
+ENV_KINDS = {
+    "MINIGEN_PROFILE": "choice",
+    "MINIGEN_PROGRESS": "choice",
+    "MINIGEN_CACHE": "path",
+}
 
 
 def same_failure(a: str, b: str) -> bool:

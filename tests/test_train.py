@@ -682,6 +682,8 @@ def test_an_unknown_progress_mode_is_named(monkeypatch):
     monkeypatch.setenv("MINIGEN_PROGRESS", "widget")
     with pytest.raises(ValueError, match="MINIGEN_PROGRESS='widget' is not a prog"):
         fit_three_steps()
+    with pytest.raises(ValueError, match="MINIGEN_PROGRESS='widget' is not a prog"):
+        fit_three_steps(progress=False)  # not ignored when no bar is shown
     monkeypatch.delenv("MINIGEN_PROGRESS")
     assert progress_mode() == "live"
 

@@ -563,6 +563,9 @@ def train(
     )  # fmt: skip
     _check_checkpointing(checkpoint, checkpoint_every)
     generators = _check_generators(generators)
+    mode = (
+        progress_mode()
+    )  # an invalid MINIGEN_PROGRESS fails even with progress off
     named_parameters = list(model.named_parameters())
     if not named_parameters:
         raise ValueError("the model has no parameters to train")
@@ -603,7 +606,8 @@ def train(
 
     seconds_before, started = history.seconds, time.perf_counter()
     steps_left = range(start, steps)
-    bar = _progress_bar(steps_left, desc, start, steps, progress)
+    text_progress = progress and mode == "text"
+    bar = _progress_bar(steps_left, desc, start, steps, progress, text_progress)
     with train_mode(model), bar:
         for step in bar:
             with precision.autocast():
@@ -622,7 +626,7 @@ def train(
                 _show_progress(bar, history, metrics)
             if checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
                 save()
-    if progress and progress_mode() == "text":
+    if text_progress:
         print(bar)  # the final line: steps, time, rate, recent loss
     if checkpoint is not None:
         save()
@@ -653,9 +657,9 @@ class _Discard:
 
 
 def _progress_bar(
-    steps_left: range, desc: str, start: int, steps: int, progress: bool
+    steps_left: range, desc: str, start: int, steps: int, progress: bool, text: bool
 ) -> tqdm:
-    if progress and progress_mode() == "text":  # frames dropped, final line printed
+    if text:  # frames dropped, the final line printed after the loop
         return tqdm_text.tqdm(
             steps_left,
             desc,
