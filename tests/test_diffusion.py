@@ -46,13 +46,7 @@ FP32 = choose_precision("cpu", dtype="fp32")
 RAW = SamplerOptions(clip=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models are tiny: one thread avoids the cost of syncing threads on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- schedules -------------------------------------------------------------------------------------

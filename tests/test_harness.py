@@ -16,13 +16,7 @@ from minigen.models.oracle import Oracle
 WORLD = ShapesWorld(max_objects=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models are tiny: one thread avoids the cost of syncing threads on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- ranges, batches, requests -----------------------------------------------------------------------------

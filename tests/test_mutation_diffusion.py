@@ -45,14 +45,7 @@ from minigen.models.unet import UNet
 from minigen.nn.attention import SelfAttention2d
 from minigen.nn.residual import ResidualBlock
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models are tiny: one thread avoids the cost of syncing threads on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sigmoid_alpha_bar(steps, start, end, tau):

@@ -45,14 +45,7 @@ from minigen.nn.resample import (
 from minigen.nn.residual import ResidualBlock
 from minigen.nn.transformer import TransformerBlock
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The layers are tiny: one thread avoids the cost of syncing threads on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomise(module: nn.Module, seed: int = 0) -> nn.Module:

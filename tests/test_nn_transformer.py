@@ -8,13 +8,7 @@ import torch.nn.functional as F
 from minigen.nn.attention import MultiHeadAttention, causal_mask, padding_mask
 from minigen.nn.transformer import TransformerBlock
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomise(module: torch.nn.Module, std: float = 0.3) -> None:

@@ -15,13 +15,7 @@ from minigen.diffusion.training import train_diffusion
 MIXTURE = GaussianMixture2d.ring(components=6, radius=1.0, std=0.1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models are tiny: one thread avoids the cost of syncing threads on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def torch_mixture(mixture, alpha_bar):

@@ -26,14 +26,7 @@ from minigen.nn.embeddings import (
 )
 from minigen.nn.residual import ResidualBlock
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models are tiny: one thread avoids the cost of syncing threads on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomise_zero_parameters(module: torch.nn.Module, std: float = 0.1) -> None:
