@@ -3,6 +3,7 @@
 Run: .venv/bin/python benchmarks/diffusion_seeds.py [--seeds 0 1 2] [--dtypes fp32 bf16]
          [--steps 2500] [--base 16] [--lr 1e-3] [--batch 32] [--ema-decay 0.995]
          [--min-snr GAMMA] [--objective v] [--samples 500] [--sample-steps 50]
+         [--judge-every 500] [--curve-samples 250]
 
 For each precision and seed: train the chapter's class-conditional U-Net on
 single-object scenes with the recipe given by the options (defaults: the chapter's:
@@ -13,7 +14,9 @@ condition dropout 0.2, EMA 0.995), then judge the EMA model with the chapter-1 o
   (real against other real scenes);
 - guided samples (w = 2, DDIM), every (shape, colour) request in turn: the share whose
   first object has the requested shape, and colour;
-- the training wall time.
+- the training wall time;
+- with --judge-every N, the same scores on fewer samples every N training steps:
+  sample quality against training steps.
 The seed sets the initial weights, the timesteps, the noise and the condition dropout;
 every run sees the same scenes in the same order, and sampling uses the same seeds.
 Printed per run, then per precision as mean ± standard deviation over the seeds and
@@ -57,7 +60,22 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return centre - half, centre + half
 
 
-def train(args, world: ShapesWorld, schedule, precision, seed: int):
+def train(args, world: ShapesWorld, schedule, precision, seed: int, judge, real):
+    """The EMA model and the training seconds; with --judge-every, the EMA model is
+    judged on --curve-samples samples every that many steps (not timed)."""
+
+    def judge_now(done: int, ema_model) -> None:
+        if args.judge_every and done % args.judge_every == 0:
+            n = args.curve_samples
+            row = judge_model(
+                args, ema_model, schedule, precision, judge, world, real, n
+            )
+            print(
+                f"    step {done:5d}: valid {row['valid %']:5.1f}%  FD {row['FD']:6.2f}"
+                f"  shape {row['shape %']:5.1f}%  colour {row['colour %']:5.1f}%",
+                flush=True,
+            )
+
     torch.manual_seed(seed)
     model = UNet(
         base_channels=args.base,
@@ -67,17 +85,17 @@ def train(args, world: ShapesWorld, schedule, precision, seed: int):
         model, schedule, harness.scene_batches(world, args.batch), steps=args.steps,
         objective=args.objective, lr=args.lr, min_snr_gamma=args.min_snr,
         cond_dropout=0.2, ema_decay=args.ema_decay, precision=precision, seed=seed,
-        progress=False,
+        progress=False, on_step=judge_now,
     )  # fmt: skip
     return ema, history.seconds
 
 
-def judge_model(args, model, schedule, precision, judge, world, real) -> dict:
-    n, steps = args.samples, args.sample_steps
+def judge_model(args, model, schedule, precision, judge, world, real, n) -> dict:
+    steps = args.sample_steps
     sample = dict(steps=steps, precision=precision, seed=0)
     plain = diffusion.SamplerOptions(objective=args.objective)
     images, _ = harness.sample_images(model, schedule, n, plain, **sample)
-    scores = harness.score_images(judge, images, real)
+    scores = harness.score_images(judge, images, real[:n])
     low, high = wilson_interval(round(scores["valid"] * n), n)
     requests = harness.label_requests(world, n)
     guided = diffusion.SamplerOptions(
@@ -141,6 +159,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=500, help="per score")
     parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
     parser.add_argument(
+        "--judge-every", type=int, default=0, help="steps between curve points"
+    )
+    parser.add_argument(
+        "--curve-samples", type=int, default=250, help="samples per curve point"
+    )
+    parser.add_argument(
         "--oracle-steps", type=int, default=1500, help="the judge (cpu profile)"
     )
     return parser.parse_args()
@@ -167,8 +191,12 @@ def main() -> None:
         precision = choose_precision("cpu", dtype)
         for seed in args.seeds:
             started = time.perf_counter()
-            model, seconds = train(args, world, schedule, precision, seed)
-            row = judge_model(args, model, schedule, precision, judge, world, real)
+            model, seconds = train(
+                args, world, schedule, precision, seed, judge, real
+            )
+            row = judge_model(
+                args, model, schedule, precision, judge, world, real, n
+            )
             row["train s"] = seconds
             results.setdefault(dtype, []).append(row)
             cells = [

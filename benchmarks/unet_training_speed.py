@@ -1,12 +1,15 @@
-"""Chapter 5's U-Net training speed (images/s), this checkout against another, in one run.
+"""Chapter 5's U-Net training speed (images/s): bf16 against fp32 on this CPU, or this
+checkout against another, in one run.
 
+    .venv/bin/python benchmarks/unet_training_speed.py --dtypes fp32 bf16
     .venv/bin/python benchmarks/unet_training_speed.py --against /tmp/old_minigen
 
 Each measurement runs in a fresh subprocess that imports minigen from one checkout and times
 training steps of the chapter's U-Net (base 16, mults 1-2-2, attention at 8x8, (shape, colour)
 labels, batch 32 at 32x32, AdamW) in bf16 autocast (where the CPU has bf16 instructions) and in
-fp32. Rounds alternate between the checkouts, so slow phases of a shared machine hit both; the
-table reports the median images/s per setting and the paired ratio this/other per round.
+fp32. Rounds alternate between the settings, so slow phases of a shared machine hit all of
+them; the table reports the median images/s per setting and the paired ratio per round
+(this/other, or bf16/fp32 without --against: what `choose_precision` decides on).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,8 +73,8 @@ def main() -> None:
     parser.add_argument(
         "--against",
         type=Path,
-        required=True,
-        help="another checkout of the repository (e.g. a git worktree)",
+        help="another checkout of the repository (e.g. a git worktree); without it, "
+        "the precisions of this checkout are compared",
     )
     parser.add_argument(
         "--dtypes",
@@ -87,7 +92,9 @@ def main() -> None:
 
     native = ["fp32"] + (["bf16"] if minigen.cpu_supports_bf16() else [])
     dtypes = args.dtypes or native
-    roots = {"this": ROOT, "other": args.against.resolve()}
+    roots = {"this": ROOT}
+    if args.against:
+        roots["other"] = args.against.resolve()
     speeds: dict[tuple[str, str], list[float]] = {}
     for round_ in range(args.rounds):
         for dtype in dtypes:
@@ -99,20 +106,36 @@ def main() -> None:
                     flush=True,
                 )
     print(
-        f"\nU-Net training, batch 32 at 32x32, {args.rounds} rounds x {args.steps} steps"
+        f"\nU-Net training, batch 32 at 32x32, {args.rounds} rounds x {args.steps} steps;"
+        f" bf16 instructions: {minigen.cpu_supports_bf16()}, "
+        f"AMX: {amx()}"
     )
+    if args.against:
+        print_pairs(speeds, [(("this", d), ("other", d), d) for d in dtypes])
+    elif len(dtypes) == 2:
+        print_pairs(speeds, [(("this", "bf16"), ("this", "fp32"), "bf16/fp32")])
+    else:
+        for (_, dtype), values in speeds.items():
+            print(f"{dtype}: median {statistics.median(values):.1f} images/s")
+
+
+def amx() -> bool:
+    """Whether this CPU has Intel AMX tiles (a private torch helper, hence getattr)."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def print_pairs(speeds: dict, pairs: list) -> None:
+    """Each pair's median images/s and its ratio within each round (both settings
+    saw the same machine load)."""
     print(
-        "paired ratio = this / other within one round (both saw the same machine load)"
+        f"{'pair':>9s} {'first':>8s} {'second':>8s} {'paired ratios':>20s} {'median':>7s}"
     )
-    print(
-        f"{'precision':>9s} {'this':>8s} {'other':>8s} {'paired ratios':>20s} {'median':>7s}"
-    )
-    for dtype in dtypes:
-        this, other = speeds[("this", dtype)], speeds[("other", dtype)]
-        ratios = [a / b for a, b in zip(this, other)]
+    for first, second, name in pairs:
+        a, b = speeds[first], speeds[second]
+        ratios = [x / y for x, y in zip(a, b)]
         shown = " ".join(f"{r:.2f}" for r in ratios)
         print(
-            f"{dtype:>9s} {statistics.median(this):8.1f} {statistics.median(other):8.1f} "
+            f"{name:>9s} {statistics.median(a):8.1f} {statistics.median(b):8.1f} "
             f"{shown:>20s} {statistics.median(ratios):7.3f}"
         )
 

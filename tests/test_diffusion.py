@@ -938,6 +938,30 @@ def test_train_diffusion_drops_conditions_at_the_asked_rate_and_returns_the_ema_
     )
 
 
+def test_train_diffusion_hands_on_step_the_ema_model_it_returns():
+    calls = []
+    ema_model, _ = train_diffusion(
+        LabelledLinear(),
+        NoiseSchedule.linear(10),
+        label_batches,
+        steps=3,
+        precision=FP32,
+        progress=False,
+        on_step=lambda done, model: calls.append(
+            (done, model, model.scale.detach().clone())
+        ),
+    )
+    assert [done for done, _, _ in calls] == [1, 2, 3]
+    assert all(model is ema_model for _, model, _ in calls)
+    # the EMA moved between the calls: each saw the weights of its step
+    assert not torch.equal(calls[0][2], calls[2][2])
+    with pytest.raises(TypeError, match="on_step must be a function"):
+        train_diffusion(
+            LabelledLinear(), NoiseSchedule.linear(10), label_batches, steps=1,
+            on_step="every 100 steps",
+        )  # fmt: skip
+
+
 @pytest.mark.parametrize("kind", ["embedding", "tokens"])
 def test_condition_dropout_replaces_rows_by_the_null_of_any_kind(kind):
     model, _ = conditions()[kind]

@@ -1,4 +1,5 @@
 import math
+import types
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from minigen.core import train as train_module
 from minigen.core.runtime import Precision
 from minigen.core.train import (
     EMA,
@@ -1239,3 +1241,46 @@ def test_load_checkpoint_checks_the_parts_and_the_device(tmp_path):
     other = nn.Linear(2, 2)
     load_checkpoint(path, other, map_location=torch.device("cpu"))
     assert torch.equal(other.weight, model.weight)
+
+
+def test_on_step_sees_every_step_and_its_time_is_not_training_time(monkeypatch):
+    x, y = regression_data()
+    model = nn.Linear(3, 1)
+    seen, weights = [], []
+    clock = iter(range(0, 10_000, 1))  # each perf_counter call: one more second
+
+    def on_step(done):
+        seen.append(done)
+        weights.append(model.weight.detach().clone())
+        for _ in range(50):  # 50 s "spent" judging the model
+            next(clock)
+
+    fake_time = types.SimpleNamespace(perf_counter=lambda: float(next(clock)))
+    monkeypatch.setattr(train_module, "time", fake_time)
+    history = train(
+        model,
+        lambda step: F.mse_loss(model(x), y),
+        steps=4,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        precision=FP32,
+        progress=False,
+        on_step=on_step,
+    )
+    assert seen == [1, 2, 3, 4]
+    # called after the optimizer step: the weights already moved
+    assert not torch.equal(weights[0], weights[1])
+    assert torch.equal(weights[-1], model.weight)
+    assert history.seconds < 50  # the judging time is left out
+
+
+def test_on_step_must_be_callable():
+    x, y = regression_data()
+    model = nn.Linear(3, 1)
+    with pytest.raises(TypeError, match="on_step must be a function"):
+        train(
+            model,
+            lambda step: F.mse_loss(model(x), y),
+            steps=1,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            on_step=3,
+        )

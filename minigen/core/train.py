@@ -532,6 +532,7 @@ def train(
     desc: str = "train",
     history: History | None = None,
     generators: Sequence[torch.Generator] = (),
+    on_step: Callable[[int], None] | None = None,
 ) -> History:
     """Train `model` until `steps` steps in total are done, calling `loss_fn(step)`
     for step 0, 1, ...
@@ -548,6 +549,8 @@ def train(
     history: a History to continue (training goes on from its `completed_steps`).
     generators: private random generators that loss_fn draws from; checkpointed and
         restored.
+    on_step: called as on_step(steps done) after every step, e.g. to judge the EMA
+        model every few hundred steps; its time is not counted in History.seconds.
     progress: show a progress bar: a live one (a widget in Jupyter), or with the
         environment variable MINIGEN_PROGRESS=text (set by `make execute`) only its
         final line, printed as text, so that a stored notebook shows what ran.
@@ -563,6 +566,10 @@ def train(
     )  # fmt: skip
     _check_checkpointing(checkpoint, checkpoint_every)
     generators = _check_generators(generators)
+    if on_step is not None and not callable(on_step):
+        raise TypeError(
+            f"on_step must be a function of the steps done, got {describe(on_step)}"
+        )
     mode = (
         progress_mode()
     )  # an invalid MINIGEN_PROGRESS fails even with progress off
@@ -626,6 +633,10 @@ def train(
                 _show_progress(bar, history, metrics)
             if checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
                 save()
+            if on_step is not None:
+                paused = time.perf_counter()
+                on_step(step + 1)
+                started += time.perf_counter() - paused  # not training time
     if text_progress:
         print(bar)  # the final line: steps, time, rate, recent loss
     if checkpoint is not None:

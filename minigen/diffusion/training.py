@@ -60,6 +60,7 @@ def train_diffusion(
     desc: str = "diffusion",
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> tuple[nn.Module, History]:
     """Train a denoiser with `diffusion_loss`; returns its EMA copy (what DDPM
     samples with) and the History.
@@ -72,6 +73,8 @@ def train_diffusion(
     checkpoint: a file that training resumes from, bit for bit, if it exists
         (the dropout's generator included); written every `checkpoint_every`
         steps and at the end.
+    on_step: called as on_step(steps done, EMA model) after every step, e.g. to
+        sample from the EMA model every few hundred steps (not timed as training).
     AdamW with a cosine decay of the learning rate; gradients clipped to grad_clip.
     """
     _check_arguments(locals())
@@ -99,6 +102,7 @@ def train_diffusion(
         precision=precision, ema=ema, grad_clip=grad_clip, progress=progress,
         desc=desc, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
         generators=[dropout],  # the dropout's random state is checkpointed too
+        on_step=None if on_step is None else lambda done: on_step(done, ema.module),
     )  # fmt: skip
     return ema.module, history
 
@@ -120,6 +124,11 @@ def _check_arguments(arguments: dict[str, Any]) -> None:
     check_probability("ema_decay", arguments["ema_decay"])
     check_optional(check_positive, "grad_clip", arguments["grad_clip"])
     check_instance("desc", arguments["desc"], str)
+    if arguments["on_step"] is not None and not callable(arguments["on_step"]):
+        raise TypeError(
+            "on_step must be a function of (steps done, EMA model), got "
+            f"{describe(arguments['on_step'])}"
+        )
     has_null = callable(getattr(model, "null_cond", None))
     if arguments["cond_dropout"] > 0 and not has_null:
         raise TypeError(
