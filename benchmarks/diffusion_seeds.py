@@ -1,7 +1,8 @@
 """Chapter 5's diffusion recipe over seeds and precisions: a result, or an anecdote?
 
 Run: .venv/bin/python benchmarks/diffusion_seeds.py [--seeds 0 1 2] [--dtypes fp32 bf16]
-         [--steps 2500] [--base 16] [--lr 1e-3] [--batch 32] [--ema-decay 0.995]
+         [--steps 2500] [--base 16] [--lr 1e-3] [--warmup 0] [--batch 32]
+         [--ema-decay 0.995] [--ema-warmup] [--cond-dropout 0.2]
          [--min-snr GAMMA] [--objective v] [--samples 500] [--sample-steps 50]
          [--judge-every 500] [--curve-samples 250]
 
@@ -83,8 +84,10 @@ def train(args, world: ShapesWorld, schedule, precision, seed: int, judge, real)
     )
     ema, history = diffusion.train_diffusion(
         model, schedule, harness.scene_batches(world, args.batch), steps=args.steps,
-        objective=args.objective, lr=args.lr, min_snr_gamma=args.min_snr,
-        cond_dropout=0.2, ema_decay=args.ema_decay, precision=precision, seed=seed,
+        objective=args.objective, lr=args.lr, warmup_steps=args.warmup,
+        min_snr_gamma=args.min_snr, cond_dropout=args.cond_dropout,
+        ema_decay=args.ema_decay, ema_warmup=args.ema_warmup,
+        precision=precision, seed=seed,
         progress=False, on_step=judge_now,
     )  # fmt: skip
     return ema, history.seconds
@@ -153,7 +156,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--base", type=int, default=16, help="U-Net base channels")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=0, help="lr warm-up steps")
     parser.add_argument("--ema-decay", type=float, default=0.995)
+    parser.add_argument("--ema-warmup", action="store_true")
+    parser.add_argument("--cond-dropout", type=float, default=0.2)
     parser.add_argument("--min-snr", type=float, default=None, help="gamma")
     parser.add_argument("--objective", default="v", choices=diffusion.OBJECTIVES)
     parser.add_argument("--samples", type=int, default=500, help="per score")

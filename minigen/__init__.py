@@ -39,7 +39,8 @@ _PUBLIC = {  # module -> the public names it defines
     "core.summary": "layer_shapes",
     "core.train": (
         "EMA History NonFiniteGradientError NonFiniteLossError "
-        "check_training_arguments load_checkpoint save_checkpoint train"
+        "check_training_arguments load_checkpoint save_checkpoint train "
+        "warmup_cosine"
     ),
     "data.photo": "grace_hopper",
     "data.shapes": (

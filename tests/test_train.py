@@ -21,6 +21,7 @@ from minigen.core.train import (
     progress_mode,
     save_checkpoint,
     train,
+    warmup_cosine,
 )
 
 CPU = torch.device("cpu")
@@ -1188,7 +1189,8 @@ def test_ema_update_and_load_state_dict_check_their_arguments():
     with pytest.raises(TypeError, match="state must be a dict from EMA.state_dict"):
         ema.load_state_dict(None)
     with pytest.raises(
-        ValueError, match="entries decay and module, got the entries \\[\\]"
+        ValueError,
+        match="entries decay, module, updates, warmup, got the entries \\[\\]",
     ):
         ema.load_state_dict({})
     state = ema.state_dict()
@@ -1284,3 +1286,70 @@ def test_on_step_must_be_callable():
             optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
             on_step=3,
         )
+
+
+def test_ema_warmup_follows_its_decay_formula_and_survives_a_round_trip():
+    model = nn.Linear(1, 1, bias=False)
+    ema = EMA(model, decay=0.99, warmup=True)
+    expected = model.weight.detach().clone()
+    for n in range(30):
+        with torch.no_grad():
+            model.weight.fill_(float(n + 1))
+        decay = min(0.99, (1 + n) / (10 + n))  # 0.1, 0.18, ... capped at 0.99
+        assert ema.current_decay() == pytest.approx(decay)
+        ema.update(model)
+        expected = decay * expected + (1 - decay) * model.weight
+    torch.testing.assert_close(ema.module.weight, expected)
+    restored = EMA(nn.Linear(1, 1, bias=False), decay=0.5)
+    restored.load_state_dict(ema.state_dict())
+    assert (restored.decay, restored.warmup, restored.updates) == (0.99, True, 30)
+    assert restored.current_decay() == ema.current_decay()
+
+
+def test_ema_without_warmup_keeps_its_decay_and_reads_old_states():
+    model = nn.Linear(1, 1, bias=False)
+    ema = EMA(model, decay=0.9)
+    ema.update(model)
+    assert ema.current_decay() == 0.9 and ema.updates == 1
+    old = {
+        "decay": 0.8,
+        "module": ema.module.state_dict(),
+    }  # before warm-up existed
+    ema.load_state_dict(old)
+    assert (ema.decay, ema.warmup, ema.updates) == (0.8, False, 0)
+    with pytest.raises(TypeError, match="warmup must be True or False"):
+        EMA(model, warmup="yes")
+
+
+@pytest.mark.parametrize("warmup_steps", [0, 1, 7])
+def test_warmup_cosine_is_linear_then_torchs_cosine(warmup_steps):
+    steps, lr = 20, 0.5
+
+    def lrs(make_scheduler):
+        optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+        scheduler = make_scheduler(optimizer)
+        seen = []
+        for _ in range(steps):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    ours = lrs(lambda opt: warmup_cosine(opt, steps, warmup_steps))
+    rest = steps - warmup_steps
+    cosine = lrs(lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, rest))
+    ramp = [lr * (k + 1) / warmup_steps for k in range(warmup_steps)]
+    assert ours[:warmup_steps] == pytest.approx(ramp)
+    assert ours[warmup_steps:] == pytest.approx(cosine[:rest])
+
+
+def test_warmup_cosine_rejects_bad_arguments():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(
+        ValueError, match="warmup_steps must be fewer than steps=10"
+    ):
+        warmup_cosine(optimizer, 10, 10)
+    with pytest.raises(ValueError, match="warmup_steps must be"):
+        warmup_cosine(optimizer, 10, -1)
+    with pytest.raises(TypeError, match="optimizer must be a torch optimizer"):
+        warmup_cosine("adam", 10)

@@ -89,18 +89,31 @@ class EMA:
 
     Create it after moving the model to its device. Buffers (e.g. batch-norm
     statistics) are copied, not averaged.
+    warmup: use the decay min(decay, (1 + n) / (10 + n)) at the n-th update (as
+        TensorFlow's ExponentialMovingAverage with num_updates does), so that early
+        averages are not dominated by the random initial weights.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999):
+    def __init__(
+        self, model: nn.Module, decay: float = 0.999, warmup: bool = False
+    ):
         check_module("model", model)
         # 0.999 averages over about 1000 steps
         self.decay = check_float("decay", decay, 0.0, 1.0, open_max=True)
+        self.warmup = check_bool("warmup", warmup)
+        self.updates = 0
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
 
     @property
     def ema_model(self) -> nn.Module:
         """The averaged model (the same object as `.module`)."""
         return self.module
+
+    def current_decay(self) -> float:
+        """The decay the next update uses."""
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -112,25 +125,36 @@ class EMA:
             raise ValueError(
                 "the model's parameters differ from those the EMA was created from"
             )
+        decay = self.current_decay()
         for name, theta in current.items():
             # theta_ema <- decay * theta_ema + (1 - decay) * theta
-            averaged[name].lerp_(theta, 1.0 - self.decay)
+            averaged[name].lerp_(theta, 1.0 - decay)
         for ema_buffer, buffer in zip(self.module.buffers(), model.buffers()):
             ema_buffer.copy_(buffer)
+        self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "module": self.module.state_dict()}
+        return {
+            "decay": self.decay,
+            "warmup": self.warmup,
+            "updates": self.updates,
+            "module": self.module.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict` returned: the decay and the averaged
-        weights."""
+        """Restore what `state_dict` returned: the decay, the warm-up and its count,
+        and the averaged weights. A state of an earlier version of minigen, with
+        only decay and module, is read as an EMA without warm-up."""
         check_instance("state", state, dict, "a dict from EMA.state_dict()")
-        if set(state) != {"decay", "module"}:
+        if set(state) not in (_EMA_ENTRIES, _EMA_ENTRIES_BEFORE_WARMUP):
             raise ValueError(
-                "state must be a dict from EMA.state_dict() with the entries decay "
-                f"and module, got the entries {sorted(map(str, state))}"
+                "state must be a dict from EMA.state_dict() with the entries "
+                f"{', '.join(sorted(_EMA_ENTRIES))}, got the entries "
+                f"{sorted(map(str, state))}"
             )
         decay = check_float("decay", state["decay"], 0.0, 1.0, open_max=True)
+        warmup = check_bool("warmup", state.get("warmup", False))
+        updates = check_int("updates", state.get("updates", 0), minimum=0)
         try:
             self.module.load_state_dict(state["module"])
         except (RuntimeError, TypeError, AttributeError) as error:
@@ -138,7 +162,37 @@ class EMA:
                 "the averaged weights in state do not fit this EMA's model: "
                 f"{error}"
             ) from error
-        self.decay = decay
+        self.decay, self.warmup, self.updates = decay, warmup, updates
+
+
+_EMA_ENTRIES = {"decay", "warmup", "updates", "module"}
+_EMA_ENTRIES_BEFORE_WARMUP = {"decay", "module"}
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, steps: int, warmup_steps: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A learning-rate schedule for `steps` steps: a linear warm-up from lr /
+    warmup_steps to lr over the first `warmup_steps` steps, then a cosine decay to
+    0 over the rest (SGDR without restarts, Loshchilov & Hutter 2017). With
+    warmup_steps=0 it is torch's CosineAnnealingLR(optimizer, T_max=steps)."""
+    check_instance(
+        "optimizer", optimizer, torch.optim.Optimizer, "a torch optimizer"
+    )
+    steps = check_int("steps", steps)
+    warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+    if warmup_steps >= steps:
+        raise ValueError(
+            f"warmup_steps must be fewer than steps={steps}, got {warmup_steps}"
+        )
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / (steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @dataclass

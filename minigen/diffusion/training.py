@@ -22,9 +22,17 @@ import torch
 from torch import Tensor, nn
 
 from minigen.core.runtime import Precision, choose_precision, seed_everything
-from minigen.core.train import EMA, History, check_training_arguments, train
+from minigen.core.train import (
+    EMA,
+    History,
+    check_training_arguments,
+    train,
+    warmup_cosine,
+)
 from minigen.core.validators import (
+    check_bool,
     check_instance,
+    check_int,
     check_module,
     check_optional,
     check_positive,
@@ -50,9 +58,11 @@ def train_diffusion(
     steps: int,
     objective: str = "eps",
     lr: float = 1e-3,
+    warmup_steps: int = 0,
     min_snr_gamma: float | None = None,
     cond_dropout: float = 0.0,
     ema_decay: float = 0.999,
+    ema_warmup: bool = False,
     grad_clip: float | None = 1.0,
     precision: Precision | None = None,
     progress: bool = True,
@@ -75,15 +85,17 @@ def train_diffusion(
         steps and at the end.
     on_step: called as on_step(steps done, EMA model) after every step, e.g. to
         sample from the EMA model every few hundred steps (not timed as training).
-    AdamW with a cosine decay of the learning rate; gradients clipped to grad_clip.
+    warmup_steps, ema_warmup: a linear warm-up of the learning rate before its
+        cosine decay (`warmup_cosine`), and of the EMA's decay (`EMA`).
+    AdamW; gradients clipped to grad_clip.
     """
     _check_arguments(locals())
     precision = precision or choose_precision()
     seed_everything(seed)
     model.to(precision.device)
-    ema = EMA(model, decay=ema_decay)
+    ema = EMA(model, decay=ema_decay, warmup=ema_warmup)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    schedule_lr = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    schedule_lr = warmup_cosine(optimizer, steps, warmup_steps)
     dropout = torch.Generator().manual_seed(seed + 1)  # which conditions to drop
 
     def loss_fn(step: int) -> Tensor:
@@ -122,6 +134,12 @@ def _check_arguments(arguments: dict[str, Any]) -> None:
     check_optional(check_positive, "min_snr_gamma", arguments["min_snr_gamma"])
     check_probability("cond_dropout", arguments["cond_dropout"])
     check_probability("ema_decay", arguments["ema_decay"])
+    check_bool("ema_warmup", arguments["ema_warmup"])
+    steps, warmup = arguments["steps"], arguments["warmup_steps"]
+    if check_int("warmup_steps", warmup, minimum=0) >= steps:
+        raise ValueError(
+            f"warmup_steps must be fewer than steps={steps}, got {warmup}"
+        )
     check_optional(check_positive, "grad_clip", arguments["grad_clip"])
     check_instance("desc", arguments["desc"], str)
     if arguments["on_step"] is not None and not callable(arguments["on_step"]):
