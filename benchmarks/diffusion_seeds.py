@@ -11,7 +11,8 @@ single-object scenes with the recipe given by the options (defaults: the chapter
 cosine schedule, v-prediction, AdamW at lr 1e-3 with cosine decay, batch 32,
 condition dropout 0.2, EMA 0.995), then judge the EMA model with the chapter-1 oracle:
 - unconditional DDIM samples: the share read as valid scenes (with its 95% Wilson
-  interval), the Frechet oracle distance to as many real test scenes, and the floor
+  interval), the Frechet oracle distance to as many real test scenes (with its 95%
+  bootstrap interval), and the floor
   (real against other real scenes);
 - guided samples (w = 2, DDIM), every (shape, colour) request in turn: the share whose
   first object has the requested shape, and colour;
@@ -29,7 +30,6 @@ rounding changes the result.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
@@ -51,14 +51,6 @@ TARGETS = [
     ("colour %", 95.0, "min"),
 ]
 MAX_VALID_SPREAD = 5.0  # points, across seeds
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a binomial share (Wilson 1927)."""
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def train(args, world: ShapesWorld, schedule, precision, seed: int, judge, real):
@@ -99,7 +91,8 @@ def judge_model(args, model, schedule, precision, judge, world, real, n) -> dict
     plain = diffusion.SamplerOptions(objective=args.objective)
     images, _ = harness.sample_images(model, schedule, n, plain, **sample)
     scores = harness.score_images(judge, images, real[:n])
-    low, high = wilson_interval(round(scores["valid"] * n), n)
+    low, high = scores["valid_interval"]
+    fd_low, fd_high = scores["fd_interval"]
     requests = harness.label_requests(world, n)
     guided = diffusion.SamplerOptions(
         objective=args.objective, cond=requests, guidance=GUIDANCE
@@ -110,6 +103,7 @@ def judge_model(args, model, schedule, precision, judge, world, real, n) -> dict
         "valid %": 100 * scores["valid"],
         "valid 95% CI": f"{100 * low:.0f}-{100 * high:.0f}",
         "FD": scores["fd"],
+        "FD 95% CI": f"{fd_low:.1f}-{fd_high:.1f}",
         "shape %": 100 * read["shape"],
         "colour %": 100 * read["colour"],
     }
@@ -190,7 +184,8 @@ def main() -> None:
         f"{cpu_supports_bf16()}; recipe: {vars(args)}"
     )
     print(f"FD floor (real vs other real scenes, {n} each): {floor:.2f}")
-    columns = ["valid %", "valid 95% CI", "FD", "shape %", "colour %", "train s"]
+    columns = ["valid %", "valid 95% CI", "FD", "FD 95% CI", "shape %", "colour %"]
+    columns.append("train s")
     print(f"{'dtype':>5} {'seed':>4} " + " ".join(f"{c:>12}" for c in columns))
     results: dict[str, list[dict]] = {}
     for dtype in args.dtypes:

@@ -10,7 +10,12 @@ from torch import nn
 from minigen.data.shapes import ShapesWorld
 from minigen.diffusion import NoiseSchedule, SamplerOptions, ddim_sample
 from minigen.eval import harness
-from minigen.eval.metrics import frechet_oracle_distance, oracle_features
+from minigen.eval.metrics import (
+    frechet_interval,
+    frechet_oracle_distance,
+    oracle_features,
+    wilson_interval,
+)
 from minigen.models.oracle import Oracle
 
 WORLD = ShapesWorld(max_objects=1)
@@ -210,6 +215,12 @@ def test_score_images_reads_validity_objects_and_the_frechet_distance():
         frechet_oracle_distance(judge, other, scenes.images), rel=1e-6
     )
     assert abs(scores["fd"]) < 1e-3 * fd  # a set against itself: 0
+    assert scores["valid_interval"] == wilson_interval(40, 40)
+    low, high = harness.score_images(judge, scenes.images, other)["fd_interval"]
+    assert low < fd < high
+    assert (low, high) == frechet_interval(
+        oracle_features(judge, other), oracle_features(judge, scenes.images)
+    )
 
 
 def test_request_scores_count_the_requests_read_back_and_the_spread_within_each():

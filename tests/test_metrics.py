@@ -12,11 +12,14 @@ from minigen.data.shapes import ShapesWorld
 from minigen.eval.metrics import (
     frechet_distance,
     frechet_distance_of,
+    frechet_interval,
     frechet_oracle_distance,
+    frechet_terms,
     gaussian_stats,
     oracle_features,
     psnr,
     total_variation,
+    wilson_interval,
 )
 from minigen.models.oracle import Oracle
 
@@ -357,3 +360,64 @@ NAN = float("nan")
 def test_bad_values_get_a_value_error(call, error):
     with pytest.raises(ValueError, match=error):
         call()
+
+
+def test_frechet_terms_split_the_distance_into_means_and_spreads():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 3, generator=g, dtype=torch.float64)
+    shifted = a + torch.tensor([3.0, 0.0, 4.0], dtype=torch.float64)
+    terms = frechet_terms(a, shifted)  # same spread: all in the mean term
+    assert terms["mean"] == pytest.approx(25.0)
+    assert terms["covariance"] == pytest.approx(0.0, abs=1e-9)
+    # same mean, the spread doubled: tr C + tr 4C - 2 tr 2C = tr C
+    terms = frechet_terms(a, 2 * a)
+    assert terms["covariance"] == pytest.approx(gaussian_stats(a)[1].trace().item())
+    assert terms["total"] == pytest.approx(terms["mean"] + terms["covariance"])
+    assert terms["total"] == pytest.approx(frechet_distance_of(a, 2 * a))
+
+
+def test_frechet_interval_holds_the_estimate_and_narrows_with_more_samples():
+    g = torch.Generator().manual_seed(1)
+
+    def draw(n, shift):
+        return torch.randn(n, 2, generator=g, dtype=torch.float64) + shift
+
+    widths = []
+    for n in (100, 2000):  # the means differ by (1, 1), the spreads agree
+        a, b = draw(n, 0.0), draw(n, 1.0)
+        low, high = frechet_interval(a, b, draws=300)
+        assert low < frechet_distance_of(a, b) < high
+        widths.append(high - low)
+    assert widths[1] < 0.4 * widths[0]  # ~ 1 / sqrt(20)
+    # the large sample's interval holds the true distance, |(1, 1)|^2 = 2
+    assert low < 2.0 < high
+    a, b = draw(50, 0.0), draw(50, 0.5)
+    assert frechet_interval(a, b, seed=3) == frechet_interval(a, b, seed=3)
+
+
+def test_wilson_interval_solves_its_defining_equation():
+    z = 1.959963984540054  # the 97.5% normal quantile
+    for successes, n in [(0, 10), (3, 10), (10, 10), (358, 500), (1, 2)]:
+        share = successes / n
+        low, high = wilson_interval(successes, n)
+        assert 0.0 <= low <= share <= high <= 1.0
+        # each end that is not clipped lies exactly z standard errors away
+        for end in (low, high):
+            if 0.0 < end < 1.0:
+                error = z * math.sqrt(end * (1 - end) / n)
+                assert abs(share - end) == pytest.approx(error)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    narrow, wide = wilson_interval(50, 100, 0.5), wilson_interval(50, 100, 0.99)
+    assert wide[0] < narrow[0] < 0.5 < narrow[1] < wide[1]
+
+
+def test_intervals_reject_bad_arguments():
+    with pytest.raises(ValueError, match="successes must be"):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError, match="confidence must"):
+        wilson_interval(1, 10, confidence=1.0)
+    features = torch.randn(10, 2)
+    with pytest.raises(ValueError, match="features must be \\(N, D\\) with one D"):
+        frechet_terms(features, torch.randn(10, 3))
+    with pytest.raises(ValueError, match="draws must be"):
+        frechet_interval(features, features, draws=1)

@@ -37,7 +37,12 @@ from minigen.data.shapes import SPLITS, Scenes, ShapesWorld
 from minigen.diffusion.objectives import check_condition
 from minigen.diffusion.sampling import SamplerOptions, ddim_sample, ddpm_sample
 from minigen.diffusion.schedule import NoiseSchedule
-from minigen.eval.metrics import frechet_oracle_distance, oracle_features
+from minigen.eval.metrics import (
+    frechet_distance_of,
+    frechet_interval,
+    oracle_features,
+    wilson_interval,
+)
 from minigen.models.oracle import Oracle, first_object, parse
 
 SAMPLERS: tuple[str, ...] = ("ddim", "ddpm")
@@ -151,16 +156,22 @@ def _sample(
 
 def score_images(
     judge: Oracle, images: Tensor, reference: Tensor
-) -> dict[str, float]:
+) -> dict[str, float | tuple[float, float]]:
     """How the oracle reads images in [0, 1]: "fd", the Frechet oracle distance to
-    the reference images; "valid", the share it reads as valid scenes; "objects",
-    the mean number of objects it reads."""
+    the reference images, and "fd_interval", its 95% bootstrap interval; "valid",
+    the share it reads as valid scenes, and "valid_interval", its 95% Wilson
+    interval; "objects", the mean number of objects it reads."""
     check_instance("judge", judge, Oracle)
     check_tensor("images", images, dims=4, floating=True, shape="(N, 3, S, S)")
     parsed = parse(judge, images)
+    features = oracle_features(judge, images)
+    reference_features = oracle_features(judge, reference)
+    valid = int(parsed["valid"].sum())
     return {
-        "fd": frechet_oracle_distance(judge, reference, images),
-        "valid": parsed["valid"].float().mean().item(),
+        "fd": frechet_distance_of(reference_features, features),
+        "fd_interval": frechet_interval(reference_features, features),
+        "valid": valid / len(images),
+        "valid_interval": wilson_interval(valid, len(images)),
         "objects": parsed["count"].float().mean().item(),
     }
 
