@@ -12,7 +12,8 @@ cosine schedule, v-prediction, AdamW at lr 1e-3 with cosine decay, batch 32,
 condition dropout 0.2, EMA 0.995), then judge the EMA model with the chapter-1 oracle:
 - unconditional DDIM samples: the share read as valid scenes (with its 95% Wilson
   interval), the Frechet oracle distance to as many real test scenes (with its 95%
-  bootstrap interval), and the floor
+  bootstrap interval), the total variation distance (%) of the shapes, colours, sizes
+  and cells read to those of the real scenes, and the floor
   (real against other real scenes);
 - guided samples (w = 2, DDIM), every (shape, colour) request in turn: the share whose
   first object has the requested shape, and colour;
@@ -104,6 +105,7 @@ def judge_model(args, model, schedule, precision, judge, world, real, n) -> dict
         "valid 95% CI": f"{100 * low:.0f}-{100 * high:.0f}",
         "FD": scores["fd"],
         "FD 95% CI": f"{fd_low:.1f}-{fd_high:.1f}",
+        "TV s/c/z/cell": "/".join(f"{100 * v:.0f}" for v in scores["tv"].values()),
         "shape %": 100 * read["shape"],
         "colour %": 100 * read["colour"],
     }
@@ -184,8 +186,8 @@ def main() -> None:
         f"{cpu_supports_bf16()}; recipe: {vars(args)}"
     )
     print(f"FD floor (real vs other real scenes, {n} each): {floor:.2f}")
-    columns = ["valid %", "valid 95% CI", "FD", "FD 95% CI", "shape %", "colour %"]
-    columns.append("train s")
+    columns = ["valid %", "valid 95% CI", "FD", "FD 95% CI", "TV s/c/z/cell"]
+    columns += ["shape %", "colour %", "train s"]
     print(f"{'dtype':>5} {'seed':>4} " + " ".join(f"{c:>12}" for c in columns))
     results: dict[str, list[dict]] = {}
     for dtype in args.dtypes:

@@ -216,6 +216,7 @@ def test_score_images_reads_validity_objects_and_the_frechet_distance():
     )
     assert abs(scores["fd"]) < 1e-3 * fd  # a set against itself: 0
     assert scores["valid_interval"] == wilson_interval(40, 40)
+    assert scores["tv"] == {"shape": 0.0, "colour": 0.0, "size": 0.0, "cell": 0.0}
     low, high = harness.score_images(judge, scenes.images, other)["fd_interval"]
     assert low < fd < high
     assert (low, high) == frechet_interval(
@@ -259,3 +260,36 @@ def test_request_scores_count_the_requests_read_back_and_the_spread_within_each(
     assert lonely != lonely  # NaN: no request has two samples
     with pytest.raises(ValueError, match=r"requests must be \(4, 2\)"):
         harness.request_scores(judge, twins, twin_requests[:3])
+
+
+class LookupOracle(TruthOracle):
+    """Reads the truth of whichever of its scenes each image is (nearest image)."""
+
+    def __init__(self, world, scenes):
+        super().__init__(world, scenes)
+        self.images = scenes.images
+
+    def forward(self, images):
+        nearest = torch.cdist(images.flatten(1), self.images.flatten(1)).argmin(1)
+        logits = super().forward(self.images)
+        return {name: value[nearest] for name, value in logits.items()}
+
+
+def test_score_images_reports_the_total_variation_of_each_attribute():
+    scenes = WORLD.scenes(range(70), split="test")
+    first, second = scenes[:40], scenes[40:]
+    judge = LookupOracle(WORLD, scenes)
+    tv = harness.score_images(judge, first.images, second.images)["tv"]
+
+    def share(values, classes):  # of the single objects' attribute values
+        return torch.bincount(values[:, 0], minlength=classes).double() / len(
+            values
+        )
+
+    classes = {"shape": 5, "colour": 6, "size": 2, "cell": 9}
+    assert (len(WORLD.shapes), len(WORLD.colours), len(WORLD.sizes)) == (5, 6, 2)
+    for name, count in classes.items():
+        a = share(getattr(first, name), count)
+        b = share(getattr(second, name), count)
+        expected = 0.5 * (a - b).abs().sum().item()
+        assert expected > 0 and tv[name] == pytest.approx(expected), name

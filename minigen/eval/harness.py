@@ -41,9 +41,15 @@ from minigen.eval.metrics import (
     frechet_distance_of,
     frechet_interval,
     oracle_features,
+    total_variation,
     wilson_interval,
 )
-from minigen.models.oracle import Oracle, first_object, parse
+from minigen.models.oracle import (
+    Oracle,
+    attribute_frequencies,
+    first_object,
+    parse,
+)
 
 SAMPLERS: tuple[str, ...] = ("ddim", "ddpm")
 
@@ -160,10 +166,16 @@ def score_images(
     """How the oracle reads images in [0, 1]: "fd", the Frechet oracle distance to
     the reference images, and "fd_interval", its 95% bootstrap interval; "valid",
     the share it reads as valid scenes, and "valid_interval", its 95% Wilson
-    interval; "objects", the mean number of objects it reads."""
+    interval; "objects", the mean number of objects it reads; "tv", the total
+    variation distance between the objects' attributes read in images and in the
+    reference: {"shape", "colour", "size", "cell"} (the cell: where objects are)."""
     check_instance("judge", judge, Oracle)
     check_tensor("images", images, dims=4, floating=True, shape="(N, 3, S, S)")
     parsed = parse(judge, images)
+    frequencies = [
+        _attribute_frequencies(cells, judge.world)
+        for cells in (parsed, parse(judge, reference))
+    ]
     features = oracle_features(judge, images)
     reference_features = oracle_features(judge, reference)
     valid = int(parsed["valid"].sum())
@@ -173,7 +185,20 @@ def score_images(
         "valid": valid / len(images),
         "valid_interval": wilson_interval(valid, len(images)),
         "objects": parsed["count"].float().mean().item(),
+        "tv": {
+            name: total_variation(*(f[name] for f in frequencies))
+            for name in frequencies[0]
+        },
     }
+
+
+def _attribute_frequencies(
+    cells: dict[str, Tensor], world: ShapesWorld
+) -> dict[str, Tensor]:
+    """The shares of objects read with each shape, colour, size and in each cell."""
+    occupied = (cells["shape"] != len(world.shapes)).double()  # (N, G*G)
+    where = occupied.sum(0) / occupied.sum().clamp(min=1)
+    return attribute_frequencies(cells, world) | {"cell": where}
 
 
 def request_scores(
