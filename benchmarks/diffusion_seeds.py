@@ -4,7 +4,7 @@ Run: .venv/bin/python benchmarks/diffusion_seeds.py [--seeds 0 1 2] [--dtypes fp
          [--steps 2500] [--base 16] [--lr 1e-3] [--warmup 0] [--batch 32]
          [--ema-decay 0.995] [--ema-warmup] [--cond-dropout 0.2]
          [--min-snr GAMMA] [--objective v] [--samples 500] [--sample-steps 50]
-         [--judge-every 500] [--curve-samples 250]
+         [--judge-every 500] [--curve-samples 250] [--save-models DIR]
 
 For each precision and seed: train the chapter's class-conditional U-Net on
 single-object scenes with the recipe given by the options (defaults: the chapter's:
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -161,6 +162,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=500, help="per score")
     parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
     parser.add_argument(
+        "--save-models",
+        type=Path,
+        help="a folder for the EMA weights, DTYPE-SEED.pt",
+    )
+    parser.add_argument(
         "--judge-every", type=int, default=0, help="steps between curve points"
     )
     parser.add_argument(
@@ -201,6 +207,11 @@ def main() -> None:
                 args, model, schedule, precision, judge, world, real, n
             )
             row["train s"] = seconds
+            if args.save_models:
+                args.save_models.mkdir(parents=True, exist_ok=True)
+                torch.save(
+                    model.state_dict(), args.save_models / f"{dtype}-{seed}.pt"
+                )
             results.setdefault(dtype, []).append(row)
             cells = [
                 f"{row[c]:>12}" if isinstance(row[c], str) else f"{row[c]:12.2f}"
