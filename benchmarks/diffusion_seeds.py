@@ -5,6 +5,7 @@ Run: .venv/bin/python benchmarks/diffusion_seeds.py [--seeds 0 1 2] [--dtypes fp
          [--ema-decay 0.995] [--ema-warmup] [--cond-dropout 0.2]
          [--min-snr GAMMA] [--objective v] [--samples 500] [--sample-steps 50]
          [--judge-every 500] [--curve-samples 250] [--save-models DIR]
+         [--json FILE]
 
 For each precision and seed: train the chapter's class-conditional U-Net on
 single-object scenes with the recipe given by the options (defaults: the chapter's:
@@ -31,7 +32,11 @@ rounding changes the result.
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,8 +61,9 @@ MAX_VALID_SPREAD = 5.0  # points, across seeds
 
 
 def train(args, world: ShapesWorld, schedule, precision, seed: int, judge, real):
-    """The EMA model and the training seconds; with --judge-every, the EMA model is
-    judged on --curve-samples samples every that many steps (not timed)."""
+    """The EMA model, the training seconds and the curve; with --judge-every, the EMA model is
+    judged on --curve-samples samples every that many steps (not timed): the curve."""
+    curve = []
 
     def judge_now(done: int, ema_model) -> None:
         if args.judge_every and done % args.judge_every == 0:
@@ -65,6 +71,7 @@ def train(args, world: ShapesWorld, schedule, precision, seed: int, judge, real)
             row = judge_model(
                 args, ema_model, schedule, precision, judge, world, real, n
             )
+            curve.append({"step": done} | row)
             print(
                 f"    step {done:5d}: valid {row['valid %']:5.1f}%  FD {row['FD']:6.2f}"
                 f"  shape {row['shape %']:5.1f}%  colour {row['colour %']:5.1f}%",
@@ -84,7 +91,7 @@ def train(args, world: ShapesWorld, schedule, precision, seed: int, judge, real)
         precision=precision, seed=seed,
         progress=False, on_step=judge_now,
     )  # fmt: skip
-    return ema, history.seconds
+    return ema, history.seconds, curve
 
 
 def judge_model(args, model, schedule, precision, judge, world, real, n) -> dict:
@@ -161,6 +168,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--objective", default="v", choices=diffusion.OBJECTIVES)
     parser.add_argument("--samples", type=int, default=500, help="per score")
     parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
+    parser.add_argument("--json", type=Path, help="write every figure to this file")
     parser.add_argument(
         "--save-models",
         type=Path,
@@ -196,11 +204,12 @@ def main() -> None:
     columns += ["shape %", "colour %", "train s"]
     print(f"{'dtype':>5} {'seed':>4} " + " ".join(f"{c:>12}" for c in columns))
     results: dict[str, list[dict]] = {}
+    runs: list[dict] = []
     for dtype in args.dtypes:
         precision = choose_precision("cpu", dtype)
         for seed in args.seeds:
             started = time.perf_counter()
-            model, seconds = train(
+            model, seconds, curve = train(
                 args, world, schedule, precision, seed, judge, real
             )
             row = judge_model(
@@ -213,6 +222,7 @@ def main() -> None:
                     model.state_dict(), args.save_models / f"{dtype}-{seed}.pt"
                 )
             results.setdefault(dtype, []).append(row)
+            runs.append({"dtype": dtype, "seed": seed} | row | {"curve": curve})
             cells = [
                 f"{row[c]:>12}" if isinstance(row[c], str) else f"{row[c]:12.2f}"
                 for c in columns
@@ -227,6 +237,35 @@ def main() -> None:
         for column in ["valid %", "FD", "shape %", "colour %", "train s"]:
             print(summary_line(dtype, rows, column))
         print("\n".join(verdicts(rows)))
+    if args.json:
+        record = {
+            "command": " ".join(sys.argv),
+            "cpu": cpu_name(),
+            "bf16 instructions": cpu_supports_bf16(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "recipe": {
+                k: str(v) if isinstance(v, Path) else v
+                for k, v in vars(args).items()
+            },
+            "fd floor": floor,
+            "runs": runs,
+        }
+        args.json.write_text(json.dumps(record, indent=1))
+
+
+def cpu_name() -> str:
+    """The CPU's model name as lscpu prints it (Linux), else the platform's."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return platform.processor()
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in lines.splitlines()
+        if line.startswith("Model name")
+    ]
+    return names[0] if names else platform.processor()
 
 
 if __name__ == "__main__":
