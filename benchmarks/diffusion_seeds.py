@@ -4,6 +4,7 @@ Run: .venv/bin/python benchmarks/diffusion_seeds.py [--seeds 0 1 2] [--dtypes fp
          [--steps 2500] [--base 16] [--lr 1e-3] [--warmup 0] [--batch 32]
          [--ema-decay 0.995] [--ema-warmup] [--cond-dropout 0.2]
          [--min-snr GAMMA] [--objective v] [--samples 500] [--sample-steps 50]
+         [--eta 0]
          [--judge-every 500] [--curve-samples 250] [--save-models DIR]
          [--json FILE]
 
@@ -96,7 +97,7 @@ def train(args, world: ShapesWorld, schedule, precision, seed: int, judge, real)
 
 def judge_model(args, model, schedule, precision, judge, world, real, n) -> dict:
     steps = args.sample_steps
-    sample = dict(steps=steps, precision=precision, seed=0)
+    sample = dict(steps=steps, eta=args.eta, precision=precision, seed=0)
     plain = diffusion.SamplerOptions(objective=args.objective)
     images, _ = harness.sample_images(model, schedule, n, plain, **sample)
     scores = harness.score_images(judge, images, real[:n])
@@ -168,6 +169,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--objective", default="v", choices=diffusion.OBJECTIVES)
     parser.add_argument("--samples", type=int, default=500, help="per score")
     parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
+    parser.add_argument(
+        "--eta", type=float, default=0.0, help="DDIM eta (1: DDPM-like)"
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     parser.add_argument(
         "--save-models",
