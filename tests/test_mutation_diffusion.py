@@ -267,8 +267,10 @@ def test_train_diffusion_hands_its_options_to_the_loop(monkeypatch):
     fp32 = choose_precision("cpu", dtype="fp32")
     train_diffusion(ToyDenoiser(8, 1, 4), NoiseSchedule.linear(10), tiny_batches, steps=7, lr=0.01,
                     grad_clip=0.5, precision=fp32, progress=False, desc="toy", seed=5)  # fmt: skip
-    assert isinstance(seen["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR)
-    assert seen["scheduler"].T_max == 7  # a cosine decay over the whole run
+    assert scheduled_lrs(seen, 7) == pytest.approx(
+        [0.005 * (1 + math.cos(math.pi * k / 7)) for k in range(7)]
+    )  # a cosine decay over the whole run, no warm-up
+    assert seen["ema"].decay == 0.999 and not seen["ema"].warmup
     assert seen["optimizer"].defaults["lr"] == 0.01
     assert seen["optimizer"].defaults["weight_decay"] == 0.0  # AdamW without decay
     assert (
@@ -284,6 +286,21 @@ def test_train_diffusion_hands_its_options_to_the_loop(monkeypatch):
     assert seen["optimizer"].defaults["lr"] == 1e-3 and seen["grad_clip"] == 1.0
     assert seen["progress"] is True and seen["desc"] == "diffusion"
     assert torch.initial_seed() == 0
+    train_diffusion(ToyDenoiser(8, 1, 4), NoiseSchedule.linear(10), tiny_batches, steps=6,
+                    lr=0.6, warmup_steps=2, ema_decay=0.9, ema_warmup=True)  # fmt: skip
+    assert scheduled_lrs(seen, 2) == pytest.approx([0.3, 0.6])  # the warm-up
+    assert seen["ema"].decay == 0.9 and seen["ema"].warmup
+
+
+def scheduled_lrs(options: dict, steps: int) -> list[float]:
+    """The learning rates the spied scheduler sets over its first steps."""
+    optimizer, scheduler = options["optimizer"], options["scheduler"]
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
 
 
 class Unguidable(nn.Module):

@@ -135,14 +135,14 @@ def frechet_interval(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """A bootstrap interval of the Fréchet distance: both sets are redrawn with
-    replacement `draws` times, giving distances d*; the interval is
-    (2 d - q_high, 2 d - q_low) with q the quantiles of d* that hold the central
-    `confidence` share, d the distance of the sets themselves (the "basic"
-    bootstrap, A. C. Davison, D. V. Hinkley, "Bootstrap Methods and their
-    Application", 1997, section 5.2). Redrawn sets repeat rows, which inflates d*;
-    the basic interval turns that bias around instead of reporting it. The
-    distance itself has a positive bias that shrinks as 1/N: compare at one N."""
+    """A bootstrap interval of the Fréchet distance d of two feature sets: how far
+    d moves with other samples of the same size. Both sets are redrawn with
+    replacement `draws` times (B. Efron, 1979), giving distances d*; the interval
+    is d - (m* - q_low), d + (q_high - m*), with m* the median of d* and q the
+    quantiles that hold its central `confidence` share. Redrawn sets repeat rows,
+    which shifts every d* upwards; measuring from m* instead of d leaves that
+    shift out, so the interval always holds d. The distance itself has a positive
+    bias that shrinks as 1/N: compare distances at one N."""
     _check_feature_pair(features_a, features_b)
     check_int("draws", draws, minimum=2)
     confidence = check_float(
@@ -155,10 +155,11 @@ def frechet_interval(
         b = torch.randint(len(features_b), (len(features_b),), generator=generator)
         distances.append(frechet_distance_of(features_a[a], features_b[b]))
     tail = (1 - confidence) / 2
-    quantiles = torch.tensor([tail, 1 - tail], dtype=torch.float64)
-    low, high = torch.tensor(distances, dtype=torch.float64).quantile(quantiles)
+    levels = torch.tensor([tail, 0.5, 1 - tail], dtype=torch.float64)
+    redrawn = torch.tensor(distances, dtype=torch.float64)
+    low, median, high = redrawn.quantile(levels).tolist()
     distance = frechet_distance_of(features_a, features_b)
-    return max(2 * distance - high.item(), 0.0), 2 * distance - low.item()
+    return max(distance - (median - low), 0.0), distance + (high - median)
 
 
 def wilson_interval(
