@@ -69,9 +69,7 @@ def train(args, world: ShapesWorld, schedule, precision, seed: int, judge, real)
     def judge_now(done: int, ema_model) -> None:
         if args.judge_every and done % args.judge_every == 0:
             n = args.curve_samples
-            row = judge_model(
-                args, ema_model, schedule, precision, judge, world, real, n
-            )
+            row = judge_model(args, ema_model, schedule, precision, judge, real, n)
             curve.append({"step": done} | row)
             print(
                 f"    step {done:5d}: valid {row['valid %']:5.1f}%  FD {row['FD']:6.2f}"
@@ -95,28 +93,22 @@ def train(args, world: ShapesWorld, schedule, precision, seed: int, judge, real)
     return ema, history.seconds, curve
 
 
-def judge_model(args, model, schedule, precision, judge, world, real, n) -> dict:
-    steps = args.sample_steps
-    sample = dict(steps=steps, eta=args.eta, precision=precision, seed=0)
-    plain = diffusion.SamplerOptions(objective=args.objective)
-    images, _ = harness.sample_images(model, schedule, n, plain, **sample)
-    scores = harness.score_images(judge, images, real[:n])
+def judge_model(args, model, schedule, precision, judge, real, n) -> dict:
+    scores = harness.model_quality(
+        model, schedule, judge, real[:n], objective=args.objective,
+        guidance=GUIDANCE, steps=args.sample_steps, eta=args.eta, seed=0,
+        precision=precision,
+    )  # fmt: skip
     low, high = scores["valid_interval"]
     fd_low, fd_high = scores["fd_interval"]
-    requests = harness.label_requests(world, n)
-    guided = diffusion.SamplerOptions(
-        objective=args.objective, cond=requests, guidance=GUIDANCE
-    )
-    images, _ = harness.sample_images(model, schedule, n, guided, **sample)
-    read = harness.request_scores(judge, images, requests)
     return {
         "valid %": 100 * scores["valid"],
         "valid 95% CI": f"{100 * low:.0f}-{100 * high:.0f}",
         "FD": scores["fd"],
         "FD 95% CI": f"{fd_low:.1f}-{fd_high:.1f}",
         "TV s/c/z/cell": "/".join(f"{100 * v:.0f}" for v in scores["tv"].values()),
-        "shape %": 100 * read["shape"],
-        "colour %": 100 * read["colour"],
+        "shape %": 100 * scores["guided"]["shape"],
+        "colour %": 100 * scores["guided"]["colour"],
     }
 
 
@@ -216,9 +208,7 @@ def main() -> None:
             model, seconds, curve = train(
                 args, world, schedule, precision, seed, judge, real
             )
-            row = judge_model(
-                args, model, schedule, precision, judge, world, real, n
-            )
+            row = judge_model(args, model, schedule, precision, judge, real, n)
             row["train s"] = seconds
             if args.save_models:
                 args.save_models.mkdir(parents=True, exist_ok=True)

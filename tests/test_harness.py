@@ -238,6 +238,9 @@ def test_request_scores_count_the_requests_read_back_and_the_spread_within_each(
         "colour"
     ] == pytest.approx(11 / 12)
     assert scores["valid"] == 1.0
+    assert scores["shape_interval"] == wilson_interval(9, 12)
+    assert scores["colour_interval"] == wilson_interval(11, 12)
+    assert scores["valid_interval"] == wilson_interval(12, 12)
     twins = scenes.images[[0, 0, 5, 5]]  # two requests, identical samples each
     twin_requests = torch.tensor([[0, 0], [0, 0], [1, 1], [1, 1]])
     assert harness.request_scores(judge, twins, twin_requests)[
@@ -293,3 +296,50 @@ def test_score_images_reports_the_total_variation_of_each_attribute():
         b = share(getattr(second, name), count)
         expected = 0.5 * (a - b).abs().sum().item()
         assert expected > 0 and tv[name] == pytest.approx(expected), name
+
+
+class PaintLabels(nn.Module):
+    """An x0-predictor of (3, 32, 32) images painted 0.1 (shape + colour) - 0.5; the NULL labels paint 0."""
+
+    in_channels, image_size = 3, 32
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def null_cond(self, batch, device=None):
+        return torch.full((batch, 2), -1, device=device)
+
+    def forward(self, x, t, cond=None):
+        cond = self.null_cond(len(x)) if cond is None else cond
+        value = torch.where(cond[:, 0] < 0, 0.0, 0.1 * cond.sum(1).float() - 0.5)
+        return value.view(-1, 1, 1, 1).expand_as(x) + self.dummy
+
+
+def test_model_quality_scores_unconditional_and_guided_samples_of_one_seed():
+    scenes = WORLD.scenes(range(10), split="test")
+    judge, model = LookupOracle(WORLD, scenes), PaintLabels()
+    schedule = NoiseSchedule.cosine(20)
+    draw = dict(steps=3, eta=0.5, seed=3)
+    got = harness.model_quality(
+        model, schedule, judge, scenes.images, objective="x0", guidance=3.0, **draw
+    )
+    plain, _ = harness.sample_images(
+        model, schedule, 10, SamplerOptions("x0"), **draw
+    )
+    requests = harness.label_requests(WORLD, 10)
+    asked = SamplerOptions("x0", cond=requests, guidance=3.0)
+    guided, _ = harness.sample_images(model, schedule, 10, asked, **draw)
+    expected = harness.score_images(judge, plain, scenes.images)
+    expected_guided = harness.request_scores(judge, guided, requests)
+    assert got.keys() == expected.keys() | {"guided"}
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, nan_ok=True), name
+    for name, value in expected_guided.items():
+        assert got["guided"][name] == pytest.approx(value, nan_ok=True), name
+    other = harness.model_quality(
+        model, schedule, judge, scenes.images, objective="x0", guidance=1.0, **draw
+    )  # another scale, other guided samples
+    assert other["guided"]["spread"] != pytest.approx(got["guided"]["spread"])
+    with pytest.raises(ValueError, match="real must be"):
+        harness.model_quality(model, schedule, judge, scenes.images[0])

@@ -207,9 +207,11 @@ def request_scores(
     """How well conditional samples in [0, 1] meet their (shape, colour) requests
     (N, 2): "shape" and "colour", the share whose first object read has the
     requested attribute (an image without an object never does); "valid", the share
-    of valid scenes; "spread", the variance of the oracle features within a request,
-    summed over the features and averaged over the requests with two samples or more
-    (0: every sample of a request the same; NaN: no request has two samples)."""
+    of valid scenes; each of the three with its 95% Wilson interval
+    ("shape_interval", ...); "spread", the variance of the oracle features within a
+    request, summed over the features and averaged over the requests with two
+    samples or more (0: every sample of a request the same; NaN: no request has
+    two samples)."""
     check_instance("judge", judge, Oracle)
     check_tensor("images", images, dims=4, floating=True, shape="(N, 3, S, S)")
     check_tensor("requests", requests, dims=2, shape="(N, 2) of (shape, colour)")
@@ -226,12 +228,49 @@ def request_scores(
         rows for rows in groups if rows.sum() > 1
     ]  # requests with 2+ samples
     spreads = [features[rows].var(dim=0).sum() for rows in repeated]
-    return {
-        "shape": (first["shape"] == requests[:, 0]).float().mean().item(),
-        "colour": (first["colour"] == requests[:, 1]).float().mean().item(),
-        "valid": read["valid"].float().mean().item(),
-        "spread": torch.stack(spreads).mean().item() if spreads else math.nan,
+    hits = {
+        "shape": first["shape"] == requests[:, 0],
+        "colour": first["colour"] == requests[:, 1],
+        "valid": read["valid"],
     }
+    shares = {name: hit.float().mean().item() for name, hit in hits.items()}
+    intervals = {
+        f"{name}_interval": wilson_interval(int(hit.sum()), len(images))
+        for name, hit in hits.items()
+    }
+    spread = torch.stack(spreads).mean().item() if spreads else math.nan
+    return shares | intervals | {"spread": spread}
+
+
+def model_quality(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    judge: Oracle,
+    real: Tensor,
+    *,
+    objective: str = "v",
+    guidance: float = 2.0,
+    steps: int = 50,
+    eta: float = 0.0,
+    seed: int = 0,
+    precision: Precision | None = None,
+) -> dict:
+    """The oracle's verdict on a class-conditional model of single-object scenes, on
+    as many samples of each kind as there are real images (N, 3, S, S) in [0, 1]:
+    unconditional samples scored against `real` (the keys of `score_images`), and
+    under "guided", samples at guidance scale `guidance` asking for every (shape,
+    colour) in turn (the keys of `request_scores`). Both kinds are drawn with DDIM
+    (`steps`, `eta`) from the same `seed`."""
+    check_tensor("real", real, dims=4, floating=True, shape="(N, 3, S, S)")
+    n = len(real)
+    draw = dict(steps=steps, eta=eta, seed=seed, precision=precision)
+    plain = SamplerOptions(objective=objective)
+    images, _ = sample_images(model, schedule, n, plain, **draw)
+    requests = label_requests(judge.world, n)
+    asked = SamplerOptions(objective=objective, cond=requests, guidance=guidance)
+    guided, _ = sample_images(model, schedule, n, asked, **draw)
+    scores = score_images(judge, images, real)
+    return scores | {"guided": request_scores(judge, guided, requests)}
 
 
 def _check_sampling_args(
