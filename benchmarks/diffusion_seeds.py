@@ -4,7 +4,7 @@ Run: .venv/bin/python benchmarks/diffusion_seeds.py [--seeds 0 1 2] [--dtypes fp
          [--steps 2500] [--base 16] [--lr 1e-3] [--warmup 0] [--batch 32]
          [--ema-decay 0.995] [--ema-warmup] [--cond-dropout 0.2]
          [--min-snr GAMMA] [--objective v] [--samples 500] [--sample-steps 50]
-         [--eta 0]
+         [--eta 0] [--also-eta 1]
          [--judge-every 500] [--curve-samples 250] [--save-models DIR]
          [--json FILE]
 
@@ -19,6 +19,7 @@ condition dropout 0.2, EMA 0.995), then judge the EMA model with the chapter-1 o
   (real against other real scenes);
 - guided samples (w = 2, DDIM), every (shape, colour) request in turn: the share whose
   first object has the requested shape, and colour;
+- with --also-eta, the unconditional scores again at other DDIM etas;
 - the training wall time;
 - with --judge-every N, the same scores on fewer samples every N training steps:
   sample quality against training steps.
@@ -112,6 +113,30 @@ def judge_model(args, model, schedule, precision, judge, real, n) -> dict:
     }
 
 
+def other_etas(args, model, schedule, precision, judge, real) -> dict:
+    """Unconditional scores of the final model at each --also-eta, on the same noise."""
+    scored = {}
+    for eta in args.also_eta:
+        options = diffusion.SamplerOptions(objective=args.objective)
+        draw = dict(steps=args.sample_steps, eta=eta, seed=0, precision=precision)
+        images, _ = harness.sample_images(
+            model, schedule, len(real), options, **draw
+        )
+        scores = harness.score_images(judge, images, real)
+        (low, high), (fd_low, fd_high) = (
+            scores["valid_interval"],
+            scores["fd_interval"],
+        )
+        scored[f"eta {eta:g}"] = {
+            "valid %": 100 * scores["valid"],
+            "valid 95% CI": f"{100 * low:.0f}-{100 * high:.0f}",
+            "FD": scores["fd"],
+            "FD 95% CI": f"{fd_low:.1f}-{fd_high:.1f}",
+        }
+        print(f"    at eta {eta:g}: {scored[f'eta {eta:g}']}", flush=True)
+    return scored
+
+
 def summary_line(name: str, rows: list[dict], column: str) -> str:
     values = [row[column] for row in rows]
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -164,6 +189,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--eta", type=float, default=0.0, help="DDIM eta (1: DDPM-like)"
     )
+    parser.add_argument(
+        "--also-eta",
+        type=float,
+        nargs="*",
+        default=[],
+        help="score unconditional samples of the final model at these etas too",
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     parser.add_argument(
         "--save-models",
@@ -210,6 +242,7 @@ def main() -> None:
             )
             row = judge_model(args, model, schedule, precision, judge, real, n)
             row["train s"] = seconds
+            row["also"] = other_etas(args, model, schedule, precision, judge, real)
             if args.save_models:
                 args.save_models.mkdir(parents=True, exist_ok=True)
                 torch.save(

@@ -4,7 +4,8 @@ The package, one folder per layer of the architecture:
 
     core/       profiles, runtime (device, precision, seeds, provenance), the
                 training loop, validators, show, layer tables
-    data/       the shapes world (scenes, captions, labels), the photo, torchvision
+    data/       the shapes world (scenes, labels), captions in English and Chinese
+                with hard negatives, the photo, torchvision
     ops/        chapters 1-2 from scratch: convolution arithmetic, conv and pooling,
                 interpolation, aliasing, transposed convolution, pixel shuffle
     nn/         building blocks: attention, transformer block, embeddings, norm
@@ -14,6 +15,7 @@ The package, one folder per layer of the architecture:
     eval/       metrics (PSNR, Frechet distance, TV), sampling-and-scoring harness
     viz/        grids, figures, widgets (the only place importing matplotlib)
     exercises/  the checking engine and one module of exercises per chapter
+    results/    measured results the chapters cite (what benchmarks printed)
 
 Each module names the paper it implements; the book displays the code with
 `minigen.show` and runs it. The names below are importable from `minigen` itself,
@@ -51,7 +53,7 @@ _PUBLIC = {  # module -> the public names it defines
     "diffusion.schedule": "NoiseSchedule",
     "diffusion.training": "train_diffusion",
     "eval.metrics": "frechet_distance frechet_oracle_distance psnr",
-    "eval.harness": "sample_images score_images request_scores",
+    "eval.harness": "model_quality sample_images score_images request_scores",
     "models.autoencoder": "Autoencoder linear_probe train_autoencoder",
     "models.oracle": "Oracle load_oracle train_oracle",
     "models.unet": "UNet",
@@ -106,6 +108,7 @@ _SUBPACKAGES = (
     "eval",
     "viz",
     "exercises",
+    "results",
 )
 
 __all__ = sorted([*_HOME, *_SUBPACKAGES])

@@ -23,6 +23,7 @@ ALLOWED = {
     "eval": {"core", "data", "diffusion", "models"},
     "viz": {"core", "data", "ops"},
     "exercises": {"core"},
+    "results": {"core"},
 }
 
 

@@ -84,6 +84,7 @@ _GOLDEN_GAMMA = _as_int64(0x9E3779B97F4A7C15)
 _MIX_1 = _as_int64(0xBF58476D1CE4E5B9)
 _MIX_2 = _as_int64(0x94D049BB133111EB)
 _FIELD_COUNT, _FIELD_CELL, _FIELD_PAIR, _FIELD_SIZE, _FIELD_OFFSET = range(5)
+_FIELD_PHRASING = 5  # the caption's phrasing (minigen.data.captions)
 
 
 def _shift_right(z: Tensor, bits: int) -> Tensor:
@@ -241,7 +242,7 @@ def _locations(grid: int) -> tuple[str, ...]:
     return tuple(f"at {article}{name}" for name in cell_names(grid))
 
 
-def _relation(first_cell: int, second_cell: int, grid: int) -> str:
+def relation(first_cell: int, second_cell: int, grid: int) -> str:
     """Where the first object is seen from the second: columns decide left/right,
     otherwise rows above/below."""
     row_1, column_1 = divmod(first_cell, grid)
@@ -266,7 +267,7 @@ def caption(objects: Sequence[SceneObject], grid: int = 3) -> str:
     if not objects:
         raise ValueError("a caption needs at least one object, got none")
     for obj in objects:
-        _check_object(obj, grid)
+        check_object(obj, grid)
     cells = [obj.cell for obj in objects]
     if len(set(cells)) != len(cells):
         raise ValueError(
@@ -280,13 +281,14 @@ def caption(objects: Sequence[SceneObject], grid: int = 3) -> str:
 def _join_phrases(phrases: Sequence[str], cells: Sequence[int], grid: int) -> str:
     """A caption from each object's phrase ("a small red circle") and cell."""
     if len(phrases) == 2:
-        return f"{phrases[0]} {_relation(cells[0], cells[1], grid)} {phrases[1]}"
+        return f"{phrases[0]} {relation(cells[0], cells[1], grid)} {phrases[1]}"
     locations = _locations(grid)
     placed = [f"{phrase} {locations[cell]}" for phrase, cell in zip(phrases, cells)]
     return " and ".join(placed)
 
 
-def _check_object(obj: SceneObject, grid: int) -> None:
+def check_object(obj: SceneObject, grid: int) -> None:
+    """Refuse anything but a SceneObject of known names in a cell of the grid."""
     what = "a SceneObject(shape, colour, size, cell)"
     check_instance("every object", obj, SceneObject, what)
     check_choice("shape", obj.shape, SHAPES)
@@ -740,6 +742,18 @@ class ShapesWorld:
             cell=torch.where(filled, cell, -1),
             offset=torch.where(filled[..., None], offset, 0.0),
             count=count,
+        )
+
+    def phrasing_draws(
+        self, indices: int | range | Sequence[int] | Tensor, split: str = "train"
+    ) -> Tensor:
+        """(N,) floats in [0, 1), one per scene `indices` of `split`: a pure
+        function of (seed, split, index), like the scenes; `minigen.data.captions`
+        turns a draw into one of a caption's phrasings."""
+        check_choice("split", split, SPLITS)
+        index = _index_tensor(indices, None)
+        return _uniform(
+            _hash(self.seed, SPLITS.index(split), index, _FIELD_PHRASING)
         )
 
     def scenes(
