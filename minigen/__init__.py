@@ -8,6 +8,7 @@ The package, one folder per layer of the architecture:
                 with hard negatives, the photo, torchvision
     ops/        chapters 1-2 from scratch: convolution arithmetic, conv and pooling,
                 interpolation, aliasing, transposed convolution, pixel shuffle
+    tokenizers/ byte-level BPE with CLIP's conventions, trained on the captions
     nn/         building blocks: attention, transformer block, embeddings, norm
                 layers, residual blocks, up/down samplers, conv encoder and decoder
     diffusion/  noise schedules, objectives, samplers, training, the 2-D toy
@@ -67,6 +68,7 @@ _PUBLIC = {  # module -> the public names it defines
     "nn.embeddings": "TokenStates timestep_embedding",
     "nn.resample": "UPSAMPLERS make_upsampler",
     "nn.transformer": "TransformerBlock",
+    "tokenizers.bpe": "BPETokenizer",
     "ops.alias": (
         "aliasing_report blur_subsample energy_above power_spectrum zone_plate"
     ),
@@ -109,6 +111,7 @@ _SUBPACKAGES = (
     "viz",
     "exercises",
     "results",
+    "tokenizers",
 )
 
 __all__ = sorted([*_HOME, *_SUBPACKAGES])

@@ -24,6 +24,7 @@ ALLOWED = {
     "viz": {"core", "data", "ops"},
     "exercises": {"core"},
     "results": {"core"},
+    "tokenizers": {"core"},
 }
 
 
