@@ -12,7 +12,8 @@ The package, one folder per layer of the architecture:
     nn/         building blocks: attention, transformer block, embeddings, norm
                 layers, residual blocks, up/down samplers, conv encoder and decoder
     diffusion/  noise schedules, objectives, samplers, training, the 2-D toy
-    models/     the chapters' models: oracle, autoencoder, VAE, U-Net, upsampler
+    models/     the chapters' models: oracle, autoencoder, VAE, U-Net, upsampler,
+                CLIP
     eval/       metrics (PSNR, Frechet distance, TV), sampling-and-scoring harness
     viz/        grids, figures, widgets (the only place importing matplotlib)
     exercises/  the checking engine and one module of exercises per chapter
@@ -56,6 +57,7 @@ _PUBLIC = {  # module -> the public names it defines
     "eval.metrics": "frechet_distance frechet_oracle_distance psnr",
     "eval.harness": "model_quality sample_images score_images request_scores",
     "models.autoencoder": "Autoencoder linear_probe train_autoencoder",
+    "models.clip": "CLIP ResNetEncoder TextEncoder VisionTransformer contrastive_loss",
     "models.oracle": "Oracle load_oracle train_oracle",
     "models.unet": "UNet",
     "models.upsampler": "train_upsampler",

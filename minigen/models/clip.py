@@ -1,0 +1,318 @@
+"""CLIP, small and from scratch: a text encoder and an image encoder trained so that
+a caption and its image land on the same direction of a shared embedding space.
+
+- A. Radford et al., "Learning Transferable Visual Models From Natural Language
+  Supervision", ICML 2021, and openai/CLIP: the causal text transformer read at the
+  end token, the ViT with a class token and LayerNorms before and after, the
+  ModifiedResNet (a three-convolution stem, average pooling before strided
+  convolutions, attention pooling), the learned temperature initialised at 1/0.07
+  and clipped so that logits are scaled by at most 100.
+- The ViT: A. Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021.
+- The loss, symmetric InfoNCE (A. van den Oord et al., "Representation Learning
+  with Contrastive Predictive Coding", arXiv:1807.03748, 2018), with every pair of
+  the same meaning as a positive, as UniCL does for duplicate labels (J. Yang et
+  al., "Unified Contrastive Learning in Image-Text-Label Space", CVPR 2022).
+- No weight decay on gains, biases, embeddings and the temperature
+  (mlfoundations/open_clip).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from minigen.core.validators import check_int, check_tensor
+from minigen.nn.attention import MultiHeadAttention
+from minigen.nn.embeddings import LearnedPositions
+from minigen.nn.layers import CheckedModule
+from minigen.nn.transformer import TransformerBlock
+
+INITIAL_TEMPERATURE = 0.07
+MAX_LOGIT_SCALE = 100.0
+
+
+class TextEncoder(CheckedModule):
+    """Token ids (B, L) -> text embeddings (B, embed_dim): token and position
+    embeddings, pre-LN transformer blocks under a causal mask, a final LayerNorm,
+    the features at the end token (the largest id of each row), a projection."""
+
+    def __init__(
+        self,
+        vocabulary_size: int,
+        context_length: int = 77,
+        width: int = 128,
+        layers: int = 4,
+        heads: int = 4,
+        embed_dim: int = 128,
+    ):
+        super().__init__()
+        self.vocabulary_size = check_int("vocabulary_size", vocabulary_size)
+        self.context_length = check_int("context_length", context_length)
+        self.token_embedding = nn.Embedding(vocabulary_size, width)
+        self.positions = LearnedPositions(context_length, width)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(width, heads)
+            for _ in range(check_int("layers", layers))
+        )
+        self.final_norm = nn.LayerNorm(width)
+        self.projection = nn.Linear(width, check_int("embed_dim", embed_dim), False)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        x = self.positions(self.token_embedding(tokens))  # (B, L, width)
+        for block in self.blocks:
+            x = block(x, causal=True)  # token i sees tokens <= i: padding is unseen
+        x = self.final_norm(x)
+        end = tokens.argmax(dim=1)  # (B,) the end token has the largest id
+        return self.projection(x[torch.arange(len(x)), end])  # (B, embed_dim)
+
+    def check_inputs(self, tokens: Tensor) -> None:
+        check_tensor("tokens", tokens, dims=2, shape="(B, L) token ids")
+        if tokens.dtype != torch.long or tokens.shape[1] > self.context_length:
+            raise ValueError(
+                f"tokens must be (B, L <= {self.context_length}) int64 ids, got "
+                f"{tuple(tokens.shape)} {tokens.dtype}"
+            )
+        if tokens.numel() and not 0 <= tokens.min() <= tokens.max() < len(
+            self.token_embedding.weight
+        ):
+            raise ValueError(
+                f"token ids must lie in [0, {self.vocabulary_size}), got "
+                f"{tokens.min().item()} .. {tokens.max().item()}"
+            )
+
+
+class VisionTransformer(CheckedModule):
+    """Images (B, 3, S, S) -> image embeddings (B, embed_dim): patches embedded by a
+    strided convolution, a learned class token in front, learned positions, a
+    LayerNorm, transformer blocks, a LayerNorm of the class token, a projection."""
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        patch_size: int = 4,
+        width: int = 128,
+        layers: int = 4,
+        heads: int = 4,
+        embed_dim: int = 128,
+    ):
+        super().__init__()
+        self.image_size = check_int("image_size", image_size)
+        self.patch_size = check_int("patch_size", patch_size)
+        if image_size % patch_size:
+            raise ValueError(
+                f"patch_size {patch_size} must divide image_size {image_size}"
+            )
+        patches = (image_size // patch_size) ** 2
+        self.to_patches = nn.Conv2d(3, width, patch_size, patch_size, bias=False)
+        self.class_token = nn.Parameter(torch.randn(width) * width**-0.5)
+        self.positions = LearnedPositions(patches + 1, width)
+        self.pre_norm = nn.LayerNorm(width)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(width, heads)
+            for _ in range(check_int("layers", layers))
+        )
+        self.post_norm = nn.LayerNorm(width)
+        self.projection = nn.Linear(width, check_int("embed_dim", embed_dim), False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = rearrange(self.to_patches(images), "b c h w -> b (h w) c")  # (B, N, w)
+        token = self.class_token.expand(len(x), 1, -1).to(x.dtype)  # (B, 1, w)
+        x = self.pre_norm(self.positions(torch.cat([token, x], dim=1)))
+        for block in self.blocks:
+            x = block(x)  # (B, 1 + N, width)
+        return self.projection(self.post_norm(x[:, 0]))  # (B, embed_dim)
+
+    def check_inputs(self, images: Tensor) -> None:
+        size = self.image_size
+        check_tensor("images", images, dims=4, floating=True, shape="(B, 3, S, S)")
+        if images.shape[1:] != (3, size, size):
+            raise ValueError(
+                f"images must be (B, 3, {size}, {size}), got {tuple(images.shape)}"
+            )
+
+
+class Bottleneck(nn.Module):
+    """CLIP's ResNet block: 1x1, 3x3, then average pooling where it downsamples
+    (instead of a strided convolution) and a 1x1 to 4x the planes; the shortcut is
+    pooled and projected when the shape changes."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1):
+        super().__init__()
+        out = planes * self.expansion
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, planes, 1, bias=False),
+            nn.BatchNorm2d(planes),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(planes, planes, 3, padding=1, bias=False),
+            nn.BatchNorm2d(planes),
+            nn.ReLU(inplace=True),
+            nn.AvgPool2d(stride) if stride > 1 else nn.Identity(),
+            nn.Conv2d(planes, out, 1, bias=False),
+            nn.BatchNorm2d(out),
+        )
+        self.shortcut = nn.Identity()
+        if stride > 1 or in_channels != out:
+            self.shortcut = nn.Sequential(
+                nn.AvgPool2d(stride) if stride > 1 else nn.Identity(),
+                nn.Conv2d(in_channels, out, 1, bias=False),
+                nn.BatchNorm2d(out),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class AttentionPool(nn.Module):
+    """Feature map (B, C, H, W) -> (B, out_dim): the mean of the positions, as a
+    query, attends to the positions and itself (learned position embeddings added);
+    one attention layer in place of global average pooling."""
+
+    def __init__(self, positions: int, channels: int, heads: int, out_dim: int):
+        super().__init__()
+        self.positions = LearnedPositions(positions + 1, channels)
+        self.attention = MultiHeadAttention(channels, heads)
+        self.projection = nn.Linear(channels, out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = rearrange(x, "b c h w -> b (h w) c")  # (B, HW, C)
+        x = self.positions(torch.cat([x.mean(dim=1, keepdim=True), x], dim=1))
+        pooled = self.attention(x[:, :1], context=x)  # (B, 1, C): the mean asks
+        return self.projection(pooled[:, 0])  # (B, out_dim)
+
+
+class ResNetEncoder(CheckedModule):
+    """Images (B, 3, S, S) -> image embeddings (B, embed_dim): CLIP's
+    ModifiedResNet, small: a stem of three 3x3 convolutions and a 2x average pool,
+    three stages of Bottleneck blocks (the last two halve the size), attention
+    pooling."""
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        width: int = 16,
+        blocks: tuple[int, int, int] = (1, 1, 1),
+        heads: int = 4,
+        embed_dim: int = 128,
+    ):
+        super().__init__()
+        self.image_size = check_int("image_size", image_size)
+        if image_size % 8:
+            raise ValueError(
+                f"image_size must be a multiple of 8, got {image_size}"
+            )
+        w = check_int("width", width)
+        self.stem = nn.Sequential(
+            *_conv_bn_relu(3, w // 2),
+            *_conv_bn_relu(w // 2, w // 2),
+            *_conv_bn_relu(w // 2, w),
+            nn.AvgPool2d(2),
+        )
+        stages, channels = [], w
+        for i, count in enumerate(blocks):
+            planes, stride = w * 2**i, 1 if i == 0 else 2
+            for j in range(check_int("blocks", count)):
+                stages.append(Bottleneck(channels, planes, stride if j == 0 else 1))
+                channels = planes * Bottleneck.expansion
+        self.stages = nn.Sequential(*stages)
+        side = image_size // 8  # the stem's pool and two strided stages
+        self.pool = AttentionPool(side * side, channels, heads, embed_dim)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.pool(self.stages(self.stem(images)))  # (B, embed_dim)
+
+    def check_inputs(self, images: Tensor) -> None:
+        size = self.image_size
+        check_tensor("images", images, dims=4, floating=True, shape="(B, 3, S, S)")
+        if images.shape[1:] != (3, size, size):
+            raise ValueError(
+                f"images must be (B, 3, {size}, {size}), got {tuple(images.shape)}"
+            )
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+    return [conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+
+
+class CLIP(nn.Module):
+    """An image encoder and a text encoder with a shared embedding width, and the
+    learned logit scale, log(1 / 0.07) at first; exp() of it is clipped at 100."""
+
+    def __init__(self, image_encoder: nn.Module, text_encoder: TextEncoder):
+        super().__init__()
+        self.image_encoder, self.text_encoder = image_encoder, text_encoder
+        self.log_scale = nn.Parameter(
+            torch.tensor(math.log(1 / INITIAL_TEMPERATURE))
+        )
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        return F.normalize(
+            self.image_encoder(images), dim=-1
+        )  # (B, E), unit length
+
+    def encode_text(self, tokens: Tensor) -> Tensor:
+        return F.normalize(self.text_encoder(tokens), dim=-1)  # (B, E), unit length
+
+    def logit_scale(self) -> Tensor:
+        # exp(s), s clipped at log 100: no gradient pushes it further
+        return self.log_scale.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
+
+    def forward(self, images: Tensor, tokens: Tensor) -> Tensor:
+        """The logits (B_images, B_texts): scaled cosine similarities."""
+        image, text = self.encode_image(images), self.encode_text(tokens)
+        return self.logit_scale() * image @ text.T
+
+
+def contrastive_loss(logits: Tensor, groups: Tensor | None = None) -> Tensor:
+    """Symmetric InfoNCE of square logits (B, B) whose pair (i, i) matches: the mean
+    over images of -log(the softmax mass on its positives among the texts), and the
+    same over texts. groups (B,): pairs whose groups are equal are all positives
+    (duplicate captions are not negatives); None: only the diagonal."""
+    check_tensor("logits", logits, dims=2, floating=True, shape="(B, B)")
+    if logits.shape[0] != logits.shape[1]:
+        raise ValueError(f"logits must be square (B, B), got {tuple(logits.shape)}")
+    if groups is None:
+        positive = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+    else:
+        check_tensor("groups", groups, dims=1, shape=f"({len(logits)},) ints")
+        if groups.shape != (len(logits),) or groups.is_floating_point():
+            raise ValueError(
+                f"groups must be ({len(logits)},) ints, one per pair, got "
+                f"{tuple(groups.shape)} {groups.dtype}"
+            )
+        positive = groups[:, None] == groups[None, :]  # (B, B), holds the diagonal
+
+    def one_way(scores: Tensor) -> Tensor:  # rows: -log sum_{j in P(i)} softmax_ij
+        on_positives = scores.masked_fill(~positive, float("-inf")).logsumexp(dim=1)
+        return (scores.logsumexp(dim=1) - on_positives).mean()
+
+    return (one_way(logits) + one_way(logits.T)) / 2  # positive is symmetric
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: matrices and convolution kernels decay; gains, biases,
+    embeddings, position tables, the class token and the logit scale do not."""
+    decay, no_decay = [], []
+    embedding_tables = {
+        id(module.weight)
+        for module in model.modules()
+        if isinstance(module, nn.Embedding)
+    }
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        keep = parameter.ndim < 2 or id(parameter) in embedding_tables
+        keep = keep or name.endswith(
+            ("positions.table", "class_token", "log_scale")
+        )
+        (no_decay if keep else decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]

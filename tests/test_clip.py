@@ -1,0 +1,285 @@
+"""CLIP's parts: the loss against torch's cross-entropy and a brute-force per-row loss, the logit-scale clamp,
+the text encoder read at the end token with nothing after it leaking in (outputs and gradients), the ViT's
+patches against unfold, attention pooling against torch's multi-head attention, and the AdamW groups."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minigen.models import clip
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def small_text_encoder(vocabulary=50):
+    torch.manual_seed(0)
+    return clip.TextEncoder(
+        vocabulary, context_length=12, width=32, layers=2, heads=4, embed_dim=16
+    )
+
+
+def tokens_ending_at(ends, vocabulary=50, length=12, seed=1):
+    """Rows of random ids below the end token (vocabulary - 1), the end token at `ends`, zero padding."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(1, vocabulary - 2, (len(ends), length), generator=g)
+    for row, end in enumerate(ends):
+        tokens[row, end] = vocabulary - 1
+        tokens[row, end + 1 :] = 0
+    return tokens
+
+
+# --- the loss ----------------------------------------------------------------------------------------------
+
+
+def test_the_loss_is_the_mean_of_both_cross_entropies_when_pairs_are_unique():
+    logits = (
+        torch.randn(
+            7, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+        )
+        * 3
+    )
+    target = torch.arange(7)
+    expected = (
+        F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)
+    ) / 2
+    assert torch.allclose(clip.contrastive_loss(logits), expected)
+    assert torch.allclose(
+        clip.contrastive_loss(logits, torch.arange(7) * 5), expected
+    )  # distinct groups
+
+
+def test_pairs_of_one_meaning_are_all_positives_as_a_brute_force_loss_says():
+    logits = (
+        torch.randn(
+            6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+        )
+        * 2
+    )
+    groups = torch.tensor([0, 1, 0, 2, 1, 0])
+
+    def brute_force(scores):
+        losses = []
+        for i in range(len(scores)):
+            probabilities = scores[i].softmax(dim=0)
+            mass = sum(
+                probabilities[j]
+                for j in range(len(scores))
+                if groups[j] == groups[i]
+            )
+            losses.append(-torch.log(mass))
+        return torch.stack(losses).mean()
+
+    expected = (brute_force(logits) + brute_force(logits.T)) / 2
+    assert torch.allclose(clip.contrastive_loss(logits, groups), expected)
+    assert torch.allclose(
+        clip.contrastive_loss(logits.T, groups), expected
+    )  # symmetric in images and texts
+    assert clip.contrastive_loss(logits, groups) < clip.contrastive_loss(
+        logits
+    )  # duplicates no longer push apart
+
+
+def test_the_loss_starts_at_log_batch_for_uninformative_logits():
+    assert clip.contrastive_loss(torch.zeros(32, 32)).item() == pytest.approx(
+        math.log(32)
+    )
+
+
+# --- the logit scale ---------------------------------------------------------------------------------------
+
+
+def test_the_logit_scale_starts_at_1_over_0_07_and_is_clipped_at_100():
+    model = clip.CLIP(
+        clip.VisionTransformer(16, 8, 16, 1, 2, 8), small_text_encoder()
+    )
+    assert model.logit_scale().item() == pytest.approx(1 / 0.07)
+    with torch.no_grad():
+        model.log_scale.fill_(6.0)  # exp(6) = 403
+    scale = model.logit_scale()
+    assert scale.item() == pytest.approx(100.0)
+    scale.backward()
+    assert (
+        model.log_scale.grad.item() == 0.0
+    )  # beyond the clip nothing pushes it further
+
+
+# --- the text encoder --------------------------------------------------------------------------------------
+
+
+def test_the_text_is_read_at_its_end_token_and_nothing_after_it_counts():
+    encoder = small_text_encoder().eval()
+    tokens = tokens_ending_at([3, 7, 11])
+    features = encoder(tokens)
+    other_padding = tokens.clone()
+    other_padding[0, 4:] = (
+        7  # ids after the end token (below it, so the end stays the largest)
+    )
+    assert torch.allclose(encoder(other_padding)[0], features[0], atol=1e-6)
+    assert torch.allclose(
+        encoder(tokens[:1, :4])[0], features[0], atol=1e-6
+    )  # the text alone, unpadded
+    changed = tokens.clone()
+    changed[0, 1] = (changed[0, 1] + 1) % 40 + 1  # a token of the text itself
+    assert not torch.allclose(encoder(changed)[0], features[0], atol=1e-4)
+
+
+def test_no_gradient_reaches_the_positions_after_the_end_token():
+    encoder = small_text_encoder()
+    tokens = tokens_ending_at([4, 9])
+    embedded = {}
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        embedded["x"] = output
+
+    encoder.token_embedding.register_forward_hook(keep)
+    encoder(tokens).sum().backward()
+    grad = embedded["x"].grad.abs().sum(dim=2)  # (B, L)
+    assert (grad[0, 5:] == 0).all() and (grad[1, 10:] == 0).all()
+    assert (grad[0, :5] > 0).all() and (grad[1, :10] > 0).all()
+
+
+# --- the image encoders ------------------------------------------------------------------------------------
+
+
+def test_vit_patches_are_the_unfolded_image_times_the_kernel_row_by_row():
+    torch.manual_seed(0)
+    vit = clip.VisionTransformer(
+        image_size=16, patch_size=4, width=24, layers=1, heads=2, embed_dim=8
+    )
+    images = torch.rand(2, 3, 16, 16)
+    patches = F.unfold(images, kernel_size=4, stride=4).transpose(
+        1, 2
+    )  # (B, 16, 48) row by row
+    expected = patches @ vit.to_patches.weight.flatten(1).T  # (B, 16, 24)
+    got = vit.to_patches(images).flatten(2).transpose(1, 2)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert vit(images).shape == (2, 8)
+
+
+def test_attention_pooling_is_torch_multihead_attention_with_the_mean_as_query():
+    torch.manual_seed(0)
+    pool = clip.AttentionPool(positions=9, channels=16, heads=4, out_dim=5)
+    x = torch.randn(3, 16, 3, 3)
+    reference = nn.MultiheadAttention(16, 4, batch_first=True)
+    attention = pool.attention
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(
+            torch.cat(
+                [
+                    attention.to_q.weight,
+                    attention.to_k.weight,
+                    attention.to_v.weight,
+                ]
+            )
+        )
+        reference.in_proj_bias.copy_(
+            torch.cat(
+                [attention.to_q.bias, attention.to_k.bias, attention.to_v.bias]
+            )
+        )
+        reference.out_proj.weight.copy_(attention.to_out.weight)
+        reference.out_proj.bias.copy_(attention.to_out.bias)
+    tokens = x.flatten(2).transpose(1, 2)  # (B, 9, C)
+    tokens = (
+        torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1)
+        + pool.positions.table
+    )
+    pooled, _ = reference(tokens[:, :1], tokens, tokens)
+    assert torch.allclose(pool(x), pool.projection(pooled[:, 0]), atol=1e-5)
+
+
+def test_the_resnet_halves_the_size_three_times_and_pools_to_the_embedding():
+    torch.manual_seed(0)
+    resnet = clip.ResNetEncoder(
+        image_size=32, width=8, blocks=(1, 2, 1), heads=2, embed_dim=12
+    )
+    images = torch.rand(4, 3, 32, 32)
+    features = resnet.stages(resnet.stem(images))
+    assert features.shape == (
+        4,
+        8 * 4 * 4,
+        4,
+        4,
+    )  # width * 2^2 planes * expansion 4; 32 / 8
+    assert resnet(images).shape == (4, 12)
+    block = clip.Bottleneck(8, 4, stride=2)
+    assert block(torch.rand(2, 8, 6, 6)).shape == (2, 16, 3, 3)
+
+
+# --- training set-up ---------------------------------------------------------------------------------------
+
+
+def test_weight_decay_spares_gains_biases_embeddings_positions_the_class_token_and_the_scale():
+    model = clip.CLIP(
+        clip.ResNetEncoder(16, 8, (1, 1, 1), 2, 8), small_text_encoder()
+    )
+    decay, spared = clip.parameter_groups(model, 0.2)
+    assert decay["weight_decay"] == 0.2 and spared["weight_decay"] == 0.0
+    names = {id(p): name for name, p in model.named_parameters()}
+    spared_names = {names[id(p)] for p in spared["params"]}
+    decayed_names = {names[id(p)] for p in decay["params"]}
+    assert spared_names.isdisjoint(decayed_names) and len(
+        spared_names | decayed_names
+    ) == len(names)
+    assert {
+        "log_scale",
+        "text_encoder.token_embedding.weight",
+        "text_encoder.positions.table",
+    } <= spared_names
+    assert (
+        all(p.ndim >= 2 for p in decay["params"])
+        and "text_encoder.projection.weight" in decayed_names
+    )
+    assert all(
+        name.endswith(("bias", "weight", "table")) or name == "log_scale"
+        for name in spared_names
+    )
+
+
+def test_bad_input_is_refused_with_a_reason():
+    encoder = small_text_encoder()
+    with pytest.raises(
+        ValueError, match=r"tokens must be \(B, L <= 12\) int64 ids"
+    ):
+        encoder(torch.zeros(2, 13, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 50\)"):
+        encoder(torch.full((1, 4), 50))
+    with pytest.raises(ValueError, match=r"images must be \(B, 3, 16, 16\)"):
+        clip.VisionTransformer(16, 4, 16, 1, 2, 8)(torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="patch_size 5 must divide image_size 16"):
+        clip.VisionTransformer(16, 5)
+    with pytest.raises(ValueError, match="logits must be square"):
+        clip.contrastive_loss(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"groups must be \(2,\) ints"):
+        clip.contrastive_loss(torch.zeros(2, 2), torch.zeros(3, dtype=torch.long))
+
+
+def test_vit_is_class_token_positions_norm_blocks_norm_projection_in_that_order():
+    torch.manual_seed(0)
+    vit = clip.VisionTransformer(
+        image_size=8, patch_size=4, width=16, layers=2, heads=2, embed_dim=6
+    ).eval()
+    with (
+        torch.no_grad()
+    ):  # gains and biases away from 1 and 0, so that a missing norm shows
+        for norm in (vit.pre_norm, vit.post_norm):
+            norm.weight.uniform_(0.5, 2.0)
+            norm.bias.uniform_(-1.0, 1.0)
+    images = torch.rand(3, 3, 8, 8)
+    patches = vit.to_patches(images).flatten(2).transpose(1, 2)  # (B, 4, 16)
+    x = (
+        torch.cat([vit.class_token.expand(3, 1, 16), patches], dim=1)
+        + vit.positions.table
+    )
+    x = F.layer_norm(x, (16,), vit.pre_norm.weight, vit.pre_norm.bias)
+    for block in vit.blocks:
+        x = block(x)
+    expected = (
+        F.layer_norm(x[:, 0], (16,), vit.post_norm.weight, vit.post_norm.bias)
+        @ vit.projection.weight.T
+    )
+    assert torch.allclose(vit(images), expected, atol=1e-5)
