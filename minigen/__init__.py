@@ -57,7 +57,9 @@ _PUBLIC = {  # module -> the public names it defines
     "eval.metrics": "frechet_distance frechet_oracle_distance psnr",
     "eval.harness": "model_quality sample_images score_images request_scores",
     "models.autoencoder": "Autoencoder linear_probe train_autoencoder",
-    "models.clip": "CLIP ResNetEncoder TextEncoder VisionTransformer contrastive_loss",
+    "models.clip": (
+        "CLIP ResNetEncoder TextEncoder VisionTransformer contrastive_loss"
+    ),
     "models.oracle": "Oracle load_oracle train_oracle",
     "models.unet": "UNet",
     "models.upsampler": "train_upsampler",

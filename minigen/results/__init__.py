@@ -21,4 +21,6 @@ def names() -> tuple[str, ...]:
 def load(name: str) -> dict:
     """The stored result `name` (see `names()`), as the script wrote it."""
     check_choice("name", name, names())
-    return json.loads(resources.files(__name__).joinpath(f"{name}.json").read_text())
+    return json.loads(
+        resources.files(__name__).joinpath(f"{name}.json").read_text()
+    )
