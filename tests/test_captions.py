@@ -331,3 +331,30 @@ def test_bad_input_is_refused_with_a_reason():
         captions.captions(WORLD, "labels")
     with pytest.raises(ValueError, match="split must be one of"):
         WORLD.phrasing_draws(4, "dev")
+
+
+def test_a_caption_is_true_of_exactly_the_scenes_that_hold_its_meaning():
+    for objects in SCENES:
+        held = captions.meanings_held(objects)
+        for phrasing in range(captions.phrasing_count(len(objects), "en")):
+            assert captions.meaning(objects, phrasing) in held
+        if len(objects) == 2 and objects[0].colour != objects[1].colour:
+            swapped = captions.negative(objects, "swap_colours")
+            assert held.isdisjoint(captions.meanings_held(swapped))
+    left = [
+        SceneObject("circle", "red", "small", 0),
+        SceneObject("square", "blue", "large", 1),
+    ]
+    shifted = [
+        left[0]._replace(cell=3),
+        left[1]._replace(cell=5),
+    ]  # the same relation, other cells
+    assert captions.meaning(shifted, 0) in captions.meanings_held(
+        left
+    )  # "... to the left of ..." is true
+    assert captions.meaning(shifted, 2) not in captions.meanings_held(
+        left
+    )  # its cells are not
+    assert captions.meaning(
+        captions.negative(left, "swap_places"), 1
+    ) not in captions.meanings_held(left)

@@ -46,9 +46,8 @@ def test_the_loss_is_the_mean_of_both_cross_entropies_when_pairs_are_unique():
         F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)
     ) / 2
     assert torch.allclose(clip.contrastive_loss(logits), expected)
-    assert torch.allclose(
-        clip.contrastive_loss(logits, torch.arange(7) * 5), expected
-    )  # distinct groups
+    diagonal = torch.eye(7, dtype=torch.bool)
+    assert torch.allclose(clip.contrastive_loss(logits, diagonal), expected)
 
 
 def test_pairs_of_one_meaning_are_all_positives_as_a_brute_force_loss_says():
@@ -73,13 +72,12 @@ def test_pairs_of_one_meaning_are_all_positives_as_a_brute_force_loss_says():
         return torch.stack(losses).mean()
 
     expected = (brute_force(logits) + brute_force(logits.T)) / 2
-    assert torch.allclose(clip.contrastive_loss(logits, groups), expected)
-    assert torch.allclose(
-        clip.contrastive_loss(logits.T, groups), expected
-    )  # symmetric in images and texts
-    assert clip.contrastive_loss(logits, groups) < clip.contrastive_loss(
-        logits
-    )  # duplicates no longer push apart
+    positives = groups[:, None] == groups[None, :]
+    assert torch.allclose(clip.contrastive_loss(logits, positives), expected)
+    # symmetric in images and texts
+    assert torch.allclose(clip.contrastive_loss(logits.T, positives), expected)
+    # duplicates are no longer pushed apart
+    assert clip.contrastive_loss(logits, positives) < clip.contrastive_loss(logits)
 
 
 def test_the_loss_starts_at_log_batch_for_uninformative_logits():
@@ -254,8 +252,16 @@ def test_bad_input_is_refused_with_a_reason():
         clip.VisionTransformer(16, 5)
     with pytest.raises(ValueError, match="logits must be square"):
         clip.contrastive_loss(torch.zeros(2, 3))
-    with pytest.raises(ValueError, match=r"groups must be \(2,\) ints"):
-        clip.contrastive_loss(torch.zeros(2, 2), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"positives must be \(2, 2\) bool"):
+        clip.contrastive_loss(torch.zeros(2, 2), torch.ones(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="positives must hold the diagonal"):
+        clip.contrastive_loss(
+            torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.bool)
+        )
+    with pytest.raises(
+        ValueError, match="negative_logits must have one row per image"
+    ):
+        clip.contrastive_loss(torch.zeros(2, 2), negative_logits=torch.zeros(3, 1))
 
 
 def test_vit_is_class_token_positions_norm_blocks_norm_projection_in_that_order():
@@ -283,3 +289,31 @@ def test_vit_is_class_token_positions_norm_blocks_norm_projection_in_that_order(
         @ vit.projection.weight.T
     )
     assert torch.allclose(vit(images), expected, atol=1e-5)
+
+
+def test_hard_negatives_join_the_image_side_only_and_are_never_positive():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    negative = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    target = torch.arange(5)
+    rows = torch.cat(
+        [logits, negative], 1
+    )  # each image against 5 texts and 2 negatives
+    expected = (
+        F.cross_entropy(rows, target) + F.cross_entropy(logits.T, target)
+    ) / 2
+    assert torch.allclose(
+        clip.contrastive_loss(logits, negative_logits=negative), expected
+    )
+    positives = torch.eye(5, dtype=torch.bool)
+    positives[0, 3] = (
+        True  # text 3 is also true of image 0: rows and columns differ now
+    )
+    image_side = -rows.softmax(1)[target, target].log()
+    image_side[0] = -rows.softmax(1)[0, [0, 3]].sum().log()
+    text_side = -logits.T.softmax(1)[target, target].log()
+    text_side[3] = (
+        -logits.T.softmax(1)[3, [0, 3]].sum().log()
+    )  # text 3: images 0 and 3
+    got = clip.contrastive_loss(logits, positives, negative)
+    assert torch.allclose(got, (image_side.mean() + text_side.mean()) / 2)

@@ -198,6 +198,30 @@ def negative(
     return changed
 
 
+def meaning(objects: Sequence[SceneObject], phrasing: int, grid: int = 3) -> tuple:
+    """What a caption of `objects` phrased the `phrasing`-th way states, in either
+    language: for two objects in phrasings 0 and 1, what each is and where it lies
+    seen from the other ("relation"); otherwise each object with its cell
+    ("cells")."""
+    if len(objects) == 2 and phrasing < 2:
+        a, b = objects
+        facts = {
+            (a[:3], relation(a.cell, b.cell, grid), b[:3]),
+            (b[:3], relation(b.cell, a.cell, grid), a[:3]),
+        }
+        return "relation", frozenset(facts)
+    return "cells", frozenset(objects)
+
+
+def meanings_held(objects: Sequence[SceneObject], grid: int = 3) -> set[tuple]:
+    """Every meaning (see `meaning`) that is true of a scene: a caption is true of
+    the scene if and only if its meaning is in this set."""
+    held = {meaning(objects, phrasing=2, grid=grid)}  # each object in its cell
+    if len(objects) == 2:
+        held.add(meaning(objects, phrasing=0, grid=grid))
+    return held
+
+
 def scene_objects(
     labels: SceneLabels, world: ShapesWorld
 ) -> list[list[SceneObject]]:
@@ -283,6 +307,8 @@ __all__ = [
     "NEGATIVES",
     "captions",
     "describe_scene",
+    "meaning",
+    "meanings_held",
     "negative",
     "negative_captions",
     "phrasing_count",

@@ -269,30 +269,64 @@ class CLIP(nn.Module):
         return self.logit_scale() * image @ text.T
 
 
-def contrastive_loss(logits: Tensor, groups: Tensor | None = None) -> Tensor:
-    """Symmetric InfoNCE of square logits (B, B) whose pair (i, i) matches: the mean
-    over images of -log(the softmax mass on its positives among the texts), and the
-    same over texts. groups (B,): pairs whose groups are equal are all positives
-    (duplicate captions are not negatives); None: only the diagonal."""
+def contrastive_loss(
+    logits: Tensor,
+    positives: Tensor | None = None,
+    negative_logits: Tensor | None = None,
+) -> Tensor:
+    """Symmetric InfoNCE of logits (B images, B texts) whose pair (i, i) matches:
+    the mean over images of -log(the softmax mass on the texts that are true of
+    it), and the same over texts.
+
+    positives (B, B) bool: text j is true of image i (a duplicate caption is not a
+        negative); None: only the diagonal.
+    negative_logits (B, K): each image against K hard-negative texts (NegCLIP),
+        added to the images' softmax only, never positives.
+    """
+    _check_loss_inputs(logits, positives, negative_logits)
+    if positives is None:
+        positives = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+    image_rows, image_positives = logits, positives
+    if negative_logits is not None:
+        image_rows = torch.cat([logits, negative_logits], dim=1)  # (B, B + K)
+        none = torch.zeros_like(negative_logits, dtype=torch.bool)
+        image_positives = torch.cat([positives, none], dim=1)
+    image_to_text = _infonce_rows(image_rows, image_positives)
+    text_to_image = _infonce_rows(logits.T, positives.T)
+    return (image_to_text + text_to_image) / 2
+
+
+def _infonce_rows(scores: Tensor, positives: Tensor) -> Tensor:
+    """The mean over rows of -log sum_{j positive} softmax(row)_j."""
+    on_positives = scores.masked_fill(~positives, float("-inf")).logsumexp(dim=1)
+    return (scores.logsumexp(dim=1) - on_positives).mean()
+
+
+def _check_loss_inputs(
+    logits: Tensor, positives: Tensor | None, negative_logits: Tensor | None
+) -> None:
     check_tensor("logits", logits, dims=2, floating=True, shape="(B, B)")
-    if logits.shape[0] != logits.shape[1]:
+    batch = len(logits)
+    if logits.shape != (batch, batch):
         raise ValueError(f"logits must be square (B, B), got {tuple(logits.shape)}")
-    if groups is None:
-        positive = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
-    else:
-        check_tensor("groups", groups, dims=1, shape=f"({len(logits)},) ints")
-        if groups.shape != (len(logits),) or groups.is_floating_point():
+    if positives is not None:
+        check_tensor(
+            "positives", positives, dims=2, shape=f"({batch}, {batch}) bool"
+        )
+        if positives.shape != logits.shape or positives.dtype != torch.bool:
             raise ValueError(
-                f"groups must be ({len(logits)},) ints, one per pair, got "
-                f"{tuple(groups.shape)} {groups.dtype}"
+                f"positives must be ({batch}, {batch}) bool, got "
+                f"{tuple(positives.shape)} {positives.dtype}"
             )
-        positive = groups[:, None] == groups[None, :]  # (B, B), holds the diagonal
-
-    def one_way(scores: Tensor) -> Tensor:  # rows: -log sum_{j in P(i)} softmax_ij
-        on_positives = scores.masked_fill(~positive, float("-inf")).logsumexp(dim=1)
-        return (scores.logsumexp(dim=1) - on_positives).mean()
-
-    return (one_way(logits) + one_way(logits.T)) / 2  # positive is symmetric
+        if not positives.diagonal().all():
+            raise ValueError("positives must hold the diagonal: each pair matches")
+    if negative_logits is not None:
+        check_tensor("negative_logits", negative_logits, dims=2, floating=True)
+        if len(negative_logits) != batch:
+            raise ValueError(
+                f"negative_logits must have one row per image ({batch}), got "
+                f"{tuple(negative_logits.shape)}"
+            )
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
