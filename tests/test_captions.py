@@ -358,3 +358,31 @@ def test_a_caption_is_true_of_exactly_the_scenes_that_hold_its_meaning():
     assert captions.meaning(
         captions.negative(left, "swap_places"), 1
     ) not in captions.meanings_held(left)
+
+
+def test_one_language_per_scene_and_the_meanings_of_the_captions_written():
+    labels, draws = (
+        WORLD.sample_labels(80, "train"),
+        WORLD.phrasing_draws(80, "train"),
+    )
+    mixed = ["en" if i % 3 else "zh" for i in range(80)]
+    written = captions.captions(WORLD, labels, mixed, draws)
+    by_language = {
+        lang: captions.captions(WORLD, labels, lang, draws) for lang in ("en", "zh")
+    }
+    assert written == [by_language[lang][i] for i, lang in enumerate(mixed)]
+    meanings = captions.caption_meanings(WORLD, labels, mixed, draws)
+    scenes = captions.scene_objects(labels, WORLD)
+    for text, lang, held, meant in zip(
+        written, mixed, map(captions.meanings_held, scenes), meanings
+    ):
+        assert meant in held
+        relational = re.search(
+            r" (to the (left|right) of|above|below) |的(左边|右边|上方|下方)$", text
+        )
+        kind = "relation" if relational else "cells"
+        assert meant[0] == kind, text
+    with pytest.raises(
+        ValueError, match=r"language must be one str or one per scene \(80\), got 2"
+    ):
+        captions.captions(WORLD, labels, ["en", "zh"])

@@ -241,19 +241,37 @@ def scene_objects(
     return scenes
 
 
+Languages = str | Sequence[str]  # one language for all scenes, or one per scene
+
+
 def captions(
     world: ShapesWorld,
     labels: SceneLabels,
-    language: str = "en",
+    language: Languages = "en",
     draws: Tensor | None = None,
 ) -> list[str]:
-    """The caption of each scene of `labels` in `language`: phrasing 0, or with
-    `draws` (N,) in [0, 1) (from `world.phrasing_draws`), phrasing
-    floor(draw * count)."""
+    """The caption of each scene of `labels` in `language` (or one language per
+    scene): phrasing 0, or with `draws` (N,) in [0, 1) (from
+    `world.phrasing_draws`), phrasing floor(draw * count)."""
     scenes = scene_objects(labels, world)
-    phrasings = _phrasings(scenes, language, draws)
+    languages, phrasings = _phrasings(scenes, language, draws)
     return [
-        describe_scene(objects, world.grid, language, phrasing)
+        describe_scene(objects, world.grid, lang, phrasing)
+        for objects, lang, phrasing in zip(scenes, languages, phrasings)
+    ]
+
+
+def caption_meanings(
+    world: ShapesWorld,
+    labels: SceneLabels,
+    language: Languages = "en",
+    draws: Tensor | None = None,
+) -> list[tuple]:
+    """The `meaning` of each caption that `captions` writes with these arguments."""
+    scenes = scene_objects(labels, world)
+    _, phrasings = _phrasings(scenes, language, draws)
+    return [
+        meaning(objects, phrasing, world.grid)
         for objects, phrasing in zip(scenes, phrasings)
     ]
 
@@ -262,7 +280,7 @@ def negative_captions(
     world: ShapesWorld,
     labels: SceneLabels,
     kind: str,
-    language: str = "en",
+    language: Languages = "en",
     draws: Tensor | None = None,
 ) -> list[str | None]:
     """The caption of each scene's `negative` of `kind`, phrased as `captions`
@@ -270,27 +288,38 @@ def negative_captions(
     object, or two alike). The changed attribute is chosen by the draw."""
     check_choice("kind", kind, NEGATIVES)
     scenes = scene_objects(labels, world)
-    phrasings = _phrasings(scenes, language, draws)
+    languages, phrasings = _phrasings(scenes, language, draws)
     choices = (
         [0] * len(scenes) if draws is None else (draws * 2**20).long().tolist()
     )
     written = []
-    for objects, phrasing, choice in zip(scenes, phrasings, choices):
+    for objects, lang, phrasing, choice in zip(
+        scenes, languages, phrasings, choices
+    ):
         try:
             changed = negative(objects, kind, choice, world)
         except ValueError:
             written.append(None)
             continue
-        written.append(describe_scene(changed, world.grid, language, phrasing))
+        written.append(describe_scene(changed, world.grid, lang, phrasing))
     return written
 
 
 def _phrasings(
-    scenes: list[list[SceneObject]], language: str, draws: Tensor | None
-) -> list[int]:
-    check_choice("language", language, LANGUAGES)
+    scenes: list[list[SceneObject]], language: Languages, draws: Tensor | None
+) -> tuple[list[str], list[int]]:
+    """Each scene's language and phrasing."""
+    if isinstance(language, str):
+        languages = [check_choice("language", language, LANGUAGES)] * len(scenes)
+    else:
+        languages = [check_choice("language", lang, LANGUAGES) for lang in language]
+        if len(languages) != len(scenes):
+            raise ValueError(
+                f"language must be one str or one per scene ({len(scenes)}), got "
+                f"{len(languages)}"
+            )
     if draws is None:
-        return [0] * len(scenes)
+        return languages, [0] * len(scenes)
     if not isinstance(draws, Tensor) or draws.shape != (len(scenes),):
         raise ValueError(
             f"draws must be a ({len(scenes)},) tensor, one per scene, got "
@@ -298,13 +327,17 @@ def _phrasings(
         )
     if draws.numel() and not (0 <= draws.min() and draws.max() < 1):
         raise ValueError("draws must lie in [0, 1) (phrasing_draws makes them)")
-    counts = [phrasing_count(len(objects), language) for objects in scenes]
-    return [int(u * n) for u, n in zip(draws.tolist(), counts)]
+    counts = [
+        phrasing_count(len(objects), lang)
+        for objects, lang in zip(scenes, languages)
+    ]
+    return languages, [int(u * n) for u, n in zip(draws.tolist(), counts)]
 
 
 __all__ = [
     "LANGUAGES",
     "NEGATIVES",
+    "caption_meanings",
     "captions",
     "describe_scene",
     "meaning",
