@@ -317,3 +317,84 @@ def test_hard_negatives_join_the_image_side_only_and_are_never_positive():
     )  # text 3: images 0 and 3
     got = clip.contrastive_loss(logits, positives, negative)
     assert torch.allclose(got, (image_side.mean() + text_side.mean()) / 2)
+
+
+# --- batches and training ----------------------------------------------------------------------------------
+
+
+def test_caption_batches_hold_true_positives_and_negatives_in_each_language():
+    from minigen.data import captions
+    from minigen.data.shapes import ShapesWorld
+    from minigen.tokenizers.bpe import BPETokenizer
+
+    world = ShapesWorld(max_objects=2)
+    labels, draws = (
+        world.sample_labels(300, "train"),
+        world.phrasing_draws(300, "train"),
+    )
+    corpus = captions.captions(world, labels, "en", draws) + captions.captions(
+        world, labels, "zh", draws
+    )
+    tokenizer = BPETokenizer.train(corpus, 700)
+    batches = clip.caption_batches(
+        world, tokenizer, 40, negatives=("swap_colours",)
+    )
+    batch = batches(2)  # scenes 80 .. 119
+    assert batch.images.shape == (40, 3, 32, 32) and batch.tokens.shape == (40, 32)
+    assert torch.equal(batch.images, world.scenes(range(80, 120)).images)
+    assert batch.positives.diagonal().all()
+    texts = [tokenizer.decode(row) for row in batch.tokens]
+    assert all(
+        ("的" in text) == (i % 2 == 1) for i, text in enumerate(texts)
+    )  # en, zh, en, ...
+    scenes = captions.scene_objects(world.sample_labels(range(80, 120)), world)
+    for i, scene in enumerate(scenes):
+        held = captions.meanings_held(scene)
+        for j, other in enumerate(scenes):
+            phrasing = int(
+                world.phrasing_draws([80 + j])[0]
+                * captions.phrasing_count(len(other), "en" if j % 2 == 0 else "zh")
+            )
+            assert batch.positives[i, j] == (
+                captions.meaning(other, phrasing) in held
+            )
+    negatives = [tokenizer.decode(row) for row in batch.negatives]
+    assert all(negative != text for negative, text in zip(negatives, texts))
+    assert torch.equal(
+        batches(2).tokens, batch.tokens
+    )  # a pure function of the step
+    with pytest.raises(ValueError, match="every kind of negative must be one of"):
+        clip.caption_batches(world, tokenizer, 8, negatives=("shuffle",))
+
+
+def test_a_few_steps_on_one_repeated_batch_lower_the_loss_below_chance():
+    from minigen.core.runtime import choose_precision
+    from minigen.data.shapes import ShapesWorld
+    from minigen.tokenizers.bpe import BPETokenizer
+
+    world = ShapesWorld(max_objects=1)
+    tokenizer = BPETokenizer.train(world.scenes(200).captions, 600)
+    batches = clip.caption_batches(
+        world, tokenizer, 16, languages=("en",), context_length=32
+    )
+    fixed = batches(0)
+    torch.manual_seed(0)
+    model = clip.CLIP(
+        clip.VisionTransformer(32, 8, 32, 1, 2, 16),
+        clip.TextEncoder(len(tokenizer), 32, 32, 1, 2, 16),
+    )
+    history = clip.train_clip(
+        model,
+        lambda step: fixed,
+        60,
+        lr=3e-3,
+        warmup_steps=5,
+        progress=False,
+        precision=choose_precision("cpu", "fp32"),
+    )
+    assert history.metrics["chance"][0] == pytest.approx(math.log(16))
+    assert (
+        history.losses[-1] < 0.5 * history.losses[0]
+        and history.losses[-1] < math.log(16) / 2
+    )
+    assert history.metrics["scale"][0] == pytest.approx(1 / 0.07, rel=0.05)

@@ -14,18 +14,33 @@ a caption and its image land on the same direction of a shared embedding space.
   al., "Unified Contrastive Learning in Image-Text-Label Space", CVPR 2022).
 - No weight decay on gains, biases, embeddings and the temperature
   (mlfoundations/open_clip).
+- Hard negatives: each image also against the caption of a nearly identical scene
+  (M. Yuksekgonul et al., "When and why vision-language models behave like
+  bags-of-words", ICLR 2023: NegCLIP).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from minigen.core.validators import check_int, check_tensor
+from minigen.core.runtime import Precision, as_device, choose_precision
+from minigen.core.train import History, train, warmup_cosine
+from minigen.core.validators import (
+    check_choice,
+    check_instance,
+    check_int,
+    check_positive,
+    check_tensor,
+)
+from minigen.data import captions
+from minigen.data.shapes import SPLITS, SceneLabels, ShapesWorld
 from minigen.nn.attention import MultiHeadAttention
 from minigen.nn.embeddings import LearnedPositions
 from minigen.nn.layers import CheckedModule
@@ -350,3 +365,136 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+@dataclass
+class CaptionBatch:
+    """Scenes and their captions for contrastive training."""
+
+    images: Tensor  # (B, 3, S, S) in [0, 1]
+    tokens: Tensor  # (B, L) ids of each image's caption
+    positives: Tensor  # (B, B) bool: caption j is true of image i
+    negatives: Tensor | None  # (B, L) ids of a hard-negative caption per image
+
+
+def caption_batches(
+    world: ShapesWorld,
+    tokenizer: Callable[..., Tensor],
+    batch_size: int,
+    *,
+    split: str = "train",
+    languages: Sequence[str] = captions.LANGUAGES,
+    negatives: Sequence[str] = (),
+    context_length: int = 32,
+    device: torch.device | str | None = None,
+) -> Callable[[int], CaptionBatch]:
+    """step -> CaptionBatch of scenes step * B ... (step + 1) * B - 1 of `split`:
+    each captioned in languages[index % len(languages)] with its drawn phrasing;
+    positives from the captions' meanings; with `negatives` (kinds of
+    `captions.NEGATIVES`), scene `index` gets the negative of kind
+    negatives[index % len(negatives)], or a changed attribute where the scene has
+    no such negative (one object, two alike)."""
+    check_instance("world", world, ShapesWorld)
+    batch_size = check_int("batch_size", batch_size, minimum=2)
+    check_choice("split", split, SPLITS)
+    for language in languages:
+        check_choice("every language", language, captions.LANGUAGES)
+    for kind in negatives:
+        check_choice("every kind of negative", kind, captions.NEGATIVES)
+    device = as_device(device) if device is not None else None
+
+    def batch(step: int) -> CaptionBatch:
+        indices = torch.arange(step * batch_size, (step + 1) * batch_size)
+        scenes = world.scenes(indices, split)
+        labels = SceneLabels(
+            scenes.shape, scenes.colour, scenes.size, scenes.cell, scenes.offset,
+            scenes.count,
+        )  # fmt: skip
+        draws = world.phrasing_draws(indices, split)
+        language = [languages[i % len(languages)] for i in indices.tolist()]
+        texts = captions.captions(world, labels, language, draws)
+        meanings = captions.caption_meanings(world, labels, language, draws)
+        objects = captions.scene_objects(labels, world)
+        held = [captions.meanings_held(scene, world.grid) for scene in objects]
+        positives = torch.tensor([[m in h for m in meanings] for h in held])
+        negative_tokens = None
+        if negatives:
+            text = _negative_texts(world, labels, negatives, language, draws)
+            negative_tokens = tokenizer(text, context_length).to(device)
+        return CaptionBatch(
+            scenes.images.to(device),
+            tokenizer(texts, context_length).to(device),
+            positives.to(device),
+            negative_tokens,
+        )
+
+    return batch
+
+
+def _negative_texts(world, labels, kinds, language, draws) -> list[str]:
+    """Each scene's negative: kinds[i % len(kinds)], else a changed attribute."""
+    fallback = captions.negative_captions(
+        world, labels, "change_attribute", language, draws
+    )
+    by_kind = {
+        kind: captions.negative_captions(world, labels, kind, language, draws)
+        for kind in kinds
+    }
+    chosen = [by_kind[kinds[i % len(kinds)]][i] for i in range(len(fallback))]
+    return [text or other for text, other in zip(chosen, fallback)]
+
+
+def train_clip(
+    model: CLIP,
+    batches: Callable[[int], CaptionBatch],
+    steps: int,
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    warmup_steps: int = 100,
+    precision: Precision | None = None,
+    progress: bool = True,
+    desc: str = "CLIP",
+    on_step: Callable[[int], None] | None = None,
+) -> History:
+    """Train `model` on `batches` with `contrastive_loss` (when the batches carry
+    hard negatives, each image is also scored against its own): AdamW with
+    `parameter_groups`, a warm-up then cosine decay. The History also logs the
+    logit scale ("scale") and the chance level of the loss, ln B ("chance")."""
+    check_instance("model", model, CLIP)
+    steps = check_int("steps", steps)
+    device = next(model.parameters()).device
+    precision = precision or choose_precision(device)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, weight_decay), lr=check_positive("lr", lr)
+    )
+
+    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+        batch = batches(step)
+        image = model.encode_image(batch.images)  # (B, E)
+        scale = model.logit_scale()
+        logits = scale * image @ model.encode_text(batch.tokens).T  # (B, B)
+        negative_logits = None
+        if batch.negatives is not None:
+            negative_logits = scale * image @ model.encode_text(batch.negatives).T
+            negative_logits = negative_logits.diagonal()[:, None]  # its own, (B, 1)
+        loss = contrastive_loss(
+            logits.float(), batch.positives, _float(negative_logits)
+        )
+        chance = math.log(len(logits))
+        return loss, {"scale": scale.item(), "chance": chance}
+
+    return train(
+        model,
+        loss_fn,
+        steps=steps,
+        optimizer=optimizer,
+        scheduler=warmup_cosine(optimizer, steps, warmup_steps),
+        precision=precision,
+        progress=progress,
+        desc=desc,
+        on_step=on_step,
+    )
+
+
+def _float(x: Tensor | None) -> Tensor | None:
+    return None if x is None else x.float()
