@@ -69,10 +69,7 @@ class TextEncoder(CheckedModule):
         self.context_length = check_int("context_length", context_length)
         self.token_embedding = nn.Embedding(vocabulary_size, width)
         self.positions = LearnedPositions(context_length, width)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(width, heads)
-            for _ in range(check_int("layers", layers))
-        )
+        self.blocks = _transformer(width, heads, layers)
         self.final_norm = nn.LayerNorm(width)
         self.projection = nn.Linear(width, check_int("embed_dim", embed_dim), False)
 
@@ -126,10 +123,7 @@ class VisionTransformer(CheckedModule):
         self.class_token = nn.Parameter(torch.randn(width) * width**-0.5)
         self.positions = LearnedPositions(patches + 1, width)
         self.pre_norm = nn.LayerNorm(width)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(width, heads)
-            for _ in range(check_int("layers", layers))
-        )
+        self.blocks = _transformer(width, heads, layers)
         self.post_norm = nn.LayerNorm(width)
         self.projection = nn.Linear(width, check_int("embed_dim", embed_dim), False)
 
@@ -142,12 +136,7 @@ class VisionTransformer(CheckedModule):
         return self.projection(self.post_norm(x[:, 0]))  # (B, embed_dim)
 
     def check_inputs(self, images: Tensor) -> None:
-        size = self.image_size
-        check_tensor("images", images, dims=4, floating=True, shape="(B, 3, S, S)")
-        if images.shape[1:] != (3, size, size):
-            raise ValueError(
-                f"images must be (B, 3, {size}, {size}), got {tuple(images.shape)}"
-            )
+        _check_images(images, self.image_size)
 
 
 class Bottleneck(nn.Module):
@@ -242,12 +231,20 @@ class ResNetEncoder(CheckedModule):
         return self.pool(self.stages(self.stem(images)))  # (B, embed_dim)
 
     def check_inputs(self, images: Tensor) -> None:
-        size = self.image_size
-        check_tensor("images", images, dims=4, floating=True, shape="(B, 3, S, S)")
-        if images.shape[1:] != (3, size, size):
-            raise ValueError(
-                f"images must be (B, 3, {size}, {size}), got {tuple(images.shape)}"
-            )
+        _check_images(images, self.image_size)
+
+
+def _transformer(width: int, heads: int, layers: int) -> nn.ModuleList:
+    layers = check_int("layers", layers)
+    return nn.ModuleList(TransformerBlock(width, heads) for _ in range(layers))
+
+
+def _check_images(images: Tensor, size: int) -> None:
+    check_tensor("images", images, dims=4, floating=True, shape="(B, 3, S, S)")
+    if images.shape[1:] != (3, size, size):
+        raise ValueError(
+            f"images must be (B, 3, {size}, {size}), got {tuple(images.shape)}"
+        )
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
