@@ -1,0 +1,130 @@
+"""Judging a CLIP model without training anything more: zero-shot classification
+from prompts, and retrieval in both directions.
+
+- Zero-shot classification: the class whose prompt embedding is closest to the
+  image embedding wins; prompt ensembling averages the embeddings of many prompts
+  per class (A. Radford et al., "Learning Transferable Visual Models From Natural
+  Language Supervision", ICML 2021, section 3.1.4). Here a class's prompts are the
+  captions of every one-object scene with that attribute value, or with `single`
+  one such caption.
+- Retrieval: the rank of the first relevant item among all candidates, recall@k
+  and the median rank (as CLIP's Flickr30k and MSCOCO tables report them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from minigen.core.validators import check_choice, check_instance, check_int
+from minigen.data import captions
+from minigen.data.shapes import SceneObject, Scenes, ShapesWorld
+
+ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "cell")
+
+
+def class_names(world: ShapesWorld, attribute: str) -> tuple[str, ...]:
+    """The classes of an attribute: the world's shapes, colours, sizes or cells."""
+    check_choice("attribute", attribute, ATTRIBUTES)
+    return (
+        world.cell_names if attribute == "cell" else getattr(world, attribute + "s")
+    )
+
+
+def class_prompts(
+    world: ShapesWorld,
+    attribute: str,
+    index: int,
+    language: str = "en",
+    single: bool = False,
+) -> list[str]:
+    """The captions (phrasing 0) of every one-object scene whose `attribute` is its
+    `index`-th class; with `single`, only the first of them."""
+    names = class_names(world, attribute)
+    check_int("index", index, minimum=0, maximum=len(names) - 1)
+    wanted = index if attribute == "cell" else names[index]
+    prompts = []
+    for shape in world.shapes:
+        for colour in world.colours:
+            for size in world.sizes:
+                for cell in range(world.grid**2):
+                    obj = SceneObject(shape, colour, size, cell)
+                    if getattr(obj, attribute) == wanted:
+                        scene = [obj]
+                        text = captions.describe_scene(scene, world.grid, language)
+                        prompts.append(text)
+    return prompts[:1] if single else prompts
+
+
+@torch.no_grad()
+def class_embeddings(
+    model: nn.Module,
+    tokenizer: Callable[..., Tensor],
+    world: ShapesWorld,
+    attribute: str,
+    language: str = "en",
+    single: bool = False,
+    context_length: int = 32,
+) -> Tensor:
+    """(classes, E) unit vectors: each class's prompt embeddings averaged, then
+    normalised (`model.encode_text` must return unit vectors)."""
+    device = next(model.parameters()).device
+    rows = []
+    for index in range(len(class_names(world, attribute))):
+        prompts = class_prompts(world, attribute, index, language, single)
+        tokens = tokenizer(prompts, context_length).to(device)
+        rows.append(model.encode_text(tokens).float().mean(dim=0))
+    return F.normalize(torch.stack(rows), dim=-1)
+
+
+@torch.no_grad()
+def zero_shot_accuracy(
+    model: nn.Module,
+    tokenizer: Callable[..., Tensor],
+    scenes: Scenes,
+    attribute: str,
+    language: str = "en",
+    single: bool = False,
+    context_length: int = 32,
+) -> float:
+    """The share of one-object `scenes` whose `attribute` the closest class
+    embedding names."""
+    check_instance("scenes", scenes, Scenes)
+    if (scenes.count != 1).any():
+        raise ValueError("zero-shot classification takes one-object scenes only")
+    weights = class_embeddings(
+        model, tokenizer, scenes.world, attribute, language, single, context_length
+    )
+    device = next(model.parameters()).device
+    images = model.encode_image(scenes.images.to(device)).float()  # (N, E)
+    predicted = (images @ weights.T).argmax(dim=1).cpu()  # (N,)
+    truth = getattr(scenes, attribute)[:, 0]
+    return (predicted == truth).float().mean().item()
+
+
+def retrieval_ranks(similarity: Tensor, relevant: Tensor) -> Tensor:
+    """For each query (row) of similarity (Q, C), the 0-based rank of its
+    best-placed relevant candidate (relevant (Q, C) bool) among all candidates by
+    decreasing similarity; every query needs one relevant candidate."""
+    if similarity.shape != relevant.shape or relevant.dtype != torch.bool:
+        raise ValueError(
+            "relevant must be a bool tensor of similarity's shape "
+            f"{tuple(similarity.shape)}, got {tuple(relevant.shape)} "
+            f"{relevant.dtype}"
+        )
+    if not relevant.any(dim=1).all():
+        raise ValueError("every query needs at least one relevant candidate")
+    best = similarity.masked_fill(~relevant, float("-inf")).max(dim=1).values
+    return (similarity > best[:, None]).sum(dim=1)  # candidates placed above it
+
+
+def recall_at(ranks: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """recall@k (the share of queries with a relevant candidate in the top k) and
+    the median rank, 1-based as papers report it."""
+    scores = {
+        f"R@{k}": (ranks < check_int("k", k)).float().mean().item() for k in ks
+    }
+    return scores | {"median rank": ranks.float().median().item() + 1}
