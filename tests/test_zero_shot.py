@@ -175,3 +175,58 @@ def test_bad_input_is_refused_with_a_reason():
         zero_shot.retrieval_ranks(
             torch.zeros(2, 2), torch.ones(2, 3, dtype=torch.bool)
         )
+
+
+PAIRS = ShapesWorld(min_objects=2, max_objects=2).scenes(range(120), split="test")
+
+
+class CaptionLookupCLIP(nn.Module):
+    """Embeds a caption as a bag of its token ids (bag=True) or as its own one-hot identity, and an image as
+    the embedding of its scene's caption (the nearest known scene, phrasing 0)."""
+
+    def __init__(self, bag):
+        super().__init__()
+        self.bag, self.known = bag, {}
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def encode_text(self, tokens):
+        rows = []
+        for row in tokens:
+            if self.bag:
+                rows.append(
+                    torch.bincount(row[row > 0], minlength=len(TOKENIZER)).float()
+                )
+            else:
+                key = tuple(row.tolist())
+                vector = torch.zeros(2000)
+                vector[self.known.setdefault(key, len(self.known))] = 1
+                rows.append(vector)
+        return F.normalize(torch.stack(rows), dim=-1)
+
+    def encode_image(self, images):
+        nearest = torch.cdist(images.flatten(1), PAIRS.images.flatten(1)).argmin(1)
+        objects = captions.scene_objects(PAIRS, PAIRS.world)
+        texts = [captions.describe_scene(objects[i], 3, "en") for i in nearest]
+        return self.encode_text(TOKENIZER(texts, 32))
+
+
+def test_binding_is_perfect_for_a_model_that_tells_captions_apart_and_chance_for_a_bag_of_words():
+    for kind in ("swap_colours", "swap_places"):
+        exact, n = zero_shot.binding_accuracy(
+            CaptionLookupCLIP(bag=False), TOKENIZER, PAIRS, kind
+        )
+        bag, _ = zero_shot.binding_accuracy(
+            CaptionLookupCLIP(bag=True), TOKENIZER, PAIRS, kind
+        )
+        expected = sum(
+            1
+            for o in captions.scene_objects(PAIRS, PAIRS.world)
+            if (
+                o[0].colour != o[1].colour
+                if kind == "swap_colours"
+                else o[0][:3] != o[1][:3]
+            )
+        )
+        assert (exact, bag, n) == (1.0, 0.5, expected)
+    with pytest.raises(ValueError, match="no scene has a swap_colours negative"):
+        zero_shot.binding_accuracy(TruthCLIP(), TOKENIZER, SCENES, "swap_colours")

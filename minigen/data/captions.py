@@ -34,6 +34,7 @@ from minigen.data.shapes import (
     SIZES,
     SceneLabels,
     SceneObject,
+    Scenes,
     ShapesWorld,
     caption,
     cell_names,
@@ -223,12 +224,12 @@ def meanings_held(objects: Sequence[SceneObject], grid: int = 3) -> set[tuple]:
 
 
 def scene_objects(
-    labels: SceneLabels, world: ShapesWorld
+    labels: SceneLabels | Scenes, world: ShapesWorld
 ) -> list[list[SceneObject]]:
-    """Each scene of `labels` as its list of SceneObject, by name."""
-    check_instance(
-        "labels", labels, SceneLabels, "SceneLabels (from sample_labels)"
-    )
+    """Each scene of `labels` (SceneLabels or rendered Scenes) as its list of
+    SceneObject, by name."""
+    what = "SceneLabels (from sample_labels) or Scenes"
+    check_instance("labels", labels, (SceneLabels, Scenes), what)
     fields = labels.shape, labels.colour, labels.size, labels.cell, labels.count
     names = world.shapes, world.colours, world.sizes
     scenes = []

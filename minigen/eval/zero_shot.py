@@ -128,3 +128,49 @@ def recall_at(ranks: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, floa
         f"R@{k}": (ranks < check_int("k", k)).float().mean().item() for k in ks
     }
     return scores | {"median rank": ranks.float().median().item() + 1}
+
+
+@torch.no_grad()
+def binding_accuracy(
+    model: nn.Module,
+    tokenizer: Callable[..., Tensor],
+    scenes: Scenes,
+    kind: str,
+    language: str = "en",
+    context_length: int = 32,
+) -> tuple[float, int]:
+    """How often an image is closer to its own caption than to the caption of its
+    `kind` negative (`captions.NEGATIVES`), over the scenes that have one, a tie
+    counting one half. Captions use phrasing 0 (for two objects: their relation);
+    a two-object scene with swapped places is described in phrasing 1, "B <the
+    relation of A to B> A", so that each negative holds the words of the caption
+    in another order and a model reading bags of words scores the chance level
+    1/2 (as in the ARO benchmark). Returns the share and the number of scenes
+    scored."""
+    check_instance("scenes", scenes, Scenes)
+    world = scenes.world
+    objects = captions.scene_objects(scenes, world)
+    pairs = []  # (row, own caption, negative caption)
+    for row, scene in enumerate(objects):
+        try:
+            changed = captions.negative(scene, kind, world=world)
+        except ValueError:
+            continue
+        own = captions.describe_scene(scene, world.grid, language)
+        # swapped places in phrasing 1: the same words in another order
+        phrasing = 1 if kind == "swap_places" and len(scene) == 2 else 0
+        other = captions.describe_scene(changed, world.grid, language, phrasing)
+        pairs.append((row, own, other))
+    if not pairs:
+        raise ValueError(f"no scene has a {kind} negative")
+    device = next(model.parameters()).device
+    rows, own, negative = zip(*pairs)
+    images = model.encode_image(scenes.images[list(rows)].to(device)).float()
+    texts = [tokenizer(list(t), context_length).to(device) for t in (own, negative)]
+    own_score, negative_score = (
+        (images * model.encode_text(t).float()).sum(dim=1) for t in texts
+    )
+    wins = (own_score > negative_score).float() + 0.5 * (
+        own_score == negative_score
+    )
+    return wins.mean().item(), len(pairs)

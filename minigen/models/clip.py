@@ -40,7 +40,7 @@ from minigen.core.validators import (
     check_tensor,
 )
 from minigen.data import captions
-from minigen.data.shapes import SPLITS, SceneLabels, ShapesWorld
+from minigen.data.shapes import SPLITS, ShapesWorld
 from minigen.nn.attention import MultiHeadAttention
 from minigen.nn.embeddings import LearnedPositions
 from minigen.nn.layers import CheckedModule
@@ -403,20 +403,16 @@ def caption_batches(
     def batch(step: int) -> CaptionBatch:
         indices = torch.arange(step * batch_size, (step + 1) * batch_size)
         scenes = world.scenes(indices, split)
-        labels = SceneLabels(
-            scenes.shape, scenes.colour, scenes.size, scenes.cell, scenes.offset,
-            scenes.count,
-        )  # fmt: skip
         draws = world.phrasing_draws(indices, split)
         language = [languages[i % len(languages)] for i in indices.tolist()]
-        texts = captions.captions(world, labels, language, draws)
-        meanings = captions.caption_meanings(world, labels, language, draws)
-        objects = captions.scene_objects(labels, world)
+        texts = captions.captions(world, scenes, language, draws)
+        meanings = captions.caption_meanings(world, scenes, language, draws)
+        objects = captions.scene_objects(scenes, world)
         held = [captions.meanings_held(scene, world.grid) for scene in objects]
         positives = torch.tensor([[m in h for m in meanings] for h in held])
         negative_tokens = None
         if negatives:
-            text = _negative_texts(world, labels, negatives, language, draws)
+            text = _negative_texts(world, scenes, negatives, language, draws)
             negative_tokens = tokenizer(text, context_length).to(device)
         return CaptionBatch(
             scenes.images.to(device),
