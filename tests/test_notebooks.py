@@ -123,9 +123,7 @@ def notebook_namespace(path: Path) -> dict:
 # Chapters whose stored outputs predate a change of the code they show and still await
 # re-execution in the cpu profile (empty when all are current). strict: once a chapter is
 # re-executed the test passes, the xfail turns into a failure, and its name must leave this set.
-# 05: train_diffusion gained warmup_steps, ema_warmup and on_step (issue 10); the chapter is
-# re-executed with the recipe issue 10 settles on.
-AWAITING_REEXECUTION: set[str] = {"05_diffusion.ipynb"}
+AWAITING_REEXECUTION: set[str] = set()
 
 
 @pytest.mark.parametrize(
