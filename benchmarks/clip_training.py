@@ -40,7 +40,7 @@ from minigen.models import clip
 from minigen.tokenizers.bpe import BPETokenizer
 
 HOLDOUT = (("yellow", "triangle"), ("cyan", "cross"), ("magenta", "circle"))
-CONTEXT = 32
+CONTEXT = 40  # the longest two-object caption (Chinese) takes 33 tokens
 EMBED = 128
 
 

@@ -340,7 +340,7 @@ def test_caption_batches_hold_true_positives_and_negatives_in_each_language():
         world, tokenizer, 40, negatives=("swap_colours",)
     )
     batch = batches(2)  # scenes 80 .. 119
-    assert batch.images.shape == (40, 3, 32, 32) and batch.tokens.shape == (40, 32)
+    assert batch.images.shape == (40, 3, 32, 32) and batch.tokens.shape == (40, 40)
     assert torch.equal(batch.images, world.scenes(range(80, 120)).images)
     assert batch.positives.diagonal().all()
     texts = [tokenizer.decode(row) for row in batch.tokens]
@@ -398,3 +398,18 @@ def test_a_few_steps_on_one_repeated_batch_lower_the_loss_below_chance():
         and history.losses[-1] < math.log(16) / 2
     )
     assert history.metrics["scale"][0] == pytest.approx(1 / 0.07, rel=0.05)
+
+
+def test_the_default_context_holds_the_longest_caption_of_two_objects():
+    from minigen.data import captions
+    from minigen.data.shapes import SceneObject
+    from minigen.tokenizers.bpe import BPETokenizer
+
+    # two objects named by their cells in Chinese, the longest names: 33 tokens with start and end
+    objects = [
+        SceneObject("cross", "magenta", "large", 7),
+        SceneObject("cross", "magenta", "large", 5),
+    ]
+    text = captions.describe_scene(objects, 3, "zh", 2)
+    tokenizer = BPETokenizer.train([text], 600)
+    assert len(tokenizer.encode(text)) + 2 == 33 <= clip.CAPTION_CONTEXT

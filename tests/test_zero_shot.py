@@ -197,7 +197,7 @@ class CaptionLookupCLIP(nn.Module):
                     torch.bincount(row[row > 0], minlength=len(TOKENIZER)).float()
                 )
             else:
-                key = tuple(row.tolist())
+                key = tuple(row[row > 0].tolist())  # the ids without padding
                 vector = torch.zeros(2000)
                 vector[self.known.setdefault(key, len(self.known))] = 1
                 rows.append(vector)

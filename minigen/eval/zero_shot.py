@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from minigen.core.validators import check_choice, check_instance, check_int
 from minigen.data import captions
 from minigen.data.shapes import SceneObject, Scenes, ShapesWorld
+from minigen.models.clip import CAPTION_CONTEXT
 
 ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "size", "cell")
 
@@ -67,7 +68,7 @@ def class_embeddings(
     attribute: str,
     language: str = "en",
     single: bool = False,
-    context_length: int = 32,
+    context_length: int = CAPTION_CONTEXT,
 ) -> Tensor:
     """(classes, E) unit vectors: each class's prompt embeddings averaged, then
     normalised (`model.encode_text` must return unit vectors)."""
@@ -88,7 +89,7 @@ def zero_shot_accuracy(
     attribute: str,
     language: str = "en",
     single: bool = False,
-    context_length: int = 32,
+    context_length: int = CAPTION_CONTEXT,
 ) -> float:
     """The share of one-object `scenes` whose `attribute` the closest class
     embedding names."""
@@ -137,7 +138,7 @@ def binding_accuracy(
     scenes: Scenes,
     kind: str,
     language: str = "en",
-    context_length: int = 32,
+    context_length: int = CAPTION_CONTEXT,
 ) -> tuple[float, int]:
     """How often an image is closer to its own caption than to the caption of its
     `kind` negative (`captions.NEGATIVES`), over the scenes that have one, a tie

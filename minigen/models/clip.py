@@ -47,6 +47,8 @@ from minigen.nn.layers import CheckedModule
 from minigen.nn.transformer import TransformerBlock
 
 INITIAL_TEMPERATURE = 0.07
+# above the 33 tokens of the longest two-object caption (Chinese, by cells)
+CAPTION_CONTEXT = 40
 MAX_LOGIT_SCALE = 100.0
 
 
@@ -382,7 +384,7 @@ def caption_batches(
     split: str = "train",
     languages: Sequence[str] = captions.LANGUAGES,
     negatives: Sequence[str] = (),
-    context_length: int = 32,
+    context_length: int = CAPTION_CONTEXT,
     device: torch.device | str | None = None,
 ) -> Callable[[int], CaptionBatch]:
     """step -> CaptionBatch of scenes step * B ... (step + 1) * B - 1 of `split`:
