@@ -386,3 +386,31 @@ def test_one_language_per_scene_and_the_meanings_of_the_captions_written():
         ValueError, match=r"language must be one str or one per scene \(80\), got 2"
     ):
         captions.captions(WORLD, labels, ["en", "zh"])
+
+
+@pytest.mark.parametrize("language", captions.LANGUAGES)
+def test_swapped_places_keep_the_words_of_the_caption_in_another_order(language):
+    labels, draws = (
+        WORLD.sample_labels(200, "test"),
+        WORLD.phrasing_draws(200, "test"),
+    )
+    positives = captions.captions(WORLD, labels, language, draws)
+    negatives = captions.negative_captions(
+        WORLD, labels, "swap_places", language, draws
+    )
+    scenes = captions.scene_objects(labels, WORLD)
+    checked = 0
+    for objects, positive, negative in zip(scenes, positives, negatives):
+        if negative is None:
+            continue
+        assert negative != positive
+        if (
+            len(objects) == 2
+        ):  # the same words (characters in Chinese), another order
+            split = str.split if language == "en" else list
+            assert sorted(split(negative)) == sorted(split(positive)), (
+                positive,
+                negative,
+            )
+            checked += 1
+    assert checked > 30

@@ -286,7 +286,10 @@ def negative_captions(
 ) -> list[str | None]:
     """The caption of each scene's `negative` of `kind`, phrased as `captions`
     phrases the scene itself; None where the scene has no such negative (one
-    object, or two alike). The changed attribute is chosen by the draw."""
+    object, or two alike). The changed attribute is chosen by the draw. Swapped
+    places of two objects described by their relation take the other relation
+    phrasing (`word_order_phrasing`), so that the negative holds the caption's
+    words in another order."""
     check_choice("kind", kind, NEGATIVES)
     scenes = scene_objects(labels, world)
     languages, phrasings = _phrasings(scenes, language, draws)
@@ -302,8 +305,18 @@ def negative_captions(
         except ValueError:
             written.append(None)
             continue
+        if kind == "swap_places":
+            phrasing = word_order_phrasing(objects, phrasing)
         written.append(describe_scene(changed, world.grid, lang, phrasing))
     return written
+
+
+def word_order_phrasing(objects: Sequence[SceneObject], phrasing: int) -> int:
+    """The phrasing for the swapped-places negative of a caption in `phrasing`:
+    for two objects and a relation ("A left of B"), the other relation phrasing,
+    which says "B left of A", the same words in another order; otherwise the
+    same phrasing (cells named in the same order: "A at L2 and B at L1")."""
+    return 1 - phrasing if len(objects) == 2 and phrasing < 2 else phrasing
 
 
 def _phrasings(
@@ -346,5 +359,6 @@ __all__ = [
     "negative",
     "negative_captions",
     "phrasing_count",
+    "word_order_phrasing",
     "scene_objects",
 ]

@@ -158,8 +158,10 @@ def binding_accuracy(
         except ValueError:
             continue
         own = captions.describe_scene(scene, world.grid, language)
-        # swapped places in phrasing 1: the same words in another order
-        phrasing = 1 if kind == "swap_places" and len(scene) == 2 else 0
+        # swapped places: the same words in another order
+        phrasing = (
+            captions.word_order_phrasing(scene, 0) if kind == "swap_places" else 0
+        )
         other = captions.describe_scene(changed, world.grid, language, phrasing)
         pairs.append((row, own, other))
     if not pairs:
