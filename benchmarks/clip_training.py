@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from minigen.core.runtime import choose_precision, cpu_supports_bf16
+from minigen.core.runtime import choose_precision, cpu_name, cpu_supports_bf16
 from minigen.data import captions
 from minigen.data.shapes import ShapesWorld
 from minigen.eval import zero_shot
@@ -190,7 +190,7 @@ def main() -> None:
                 for name, value in row.items():
                     print(f"  {name:28} {value:8.2f}", flush=True)
     if args.json:
-        record = {"command": " ".join(["benchmarks/clip_training.py", *sys.argv[1:]]), "cpu": "see lscpu",
+        record = {"command": " ".join(["benchmarks/clip_training.py", *sys.argv[1:]]), "cpu": cpu_name(), "bf16 instructions": cpu_supports_bf16(),
                   "torch": torch.__version__, "threads": torch.get_num_threads(), "recipe": vars(args) | {"json": str(args.json)},
                   "runs": runs}  # fmt: skip
         args.json.write_text(json.dumps(record, indent=1))

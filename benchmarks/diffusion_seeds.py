@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,7 +43,7 @@ from pathlib import Path
 import torch
 
 from minigen import diffusion
-from minigen.core.runtime import choose_precision, cpu_supports_bf16
+from minigen.core.runtime import choose_precision, cpu_name, cpu_supports_bf16
 from minigen.data.shapes import ShapesWorld
 from minigen.eval import harness, metrics
 from minigen.models.oracle import load_oracle
@@ -279,20 +277,6 @@ def main() -> None:
             "runs": runs,
         }
         args.json.write_text(json.dumps(record, indent=1))
-
-
-def cpu_name() -> str:
-    """The CPU's model name as lscpu prints it (Linux), else the platform's."""
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return platform.processor()
-    names = [
-        line.split(":", 1)[1].strip()
-        for line in lines.splitlines()
-        if line.startswith("Model name")
-    ]
-    return names[0] if names else platform.processor()
 
 
 if __name__ == "__main__":

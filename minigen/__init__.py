@@ -36,7 +36,8 @@ IMPORTED_AT = time.perf_counter()
 _PUBLIC = {  # module -> the public names it defines
     "core.profiles": "PROFILES current_profile pick",
     "core.runtime": (
-        "Precision as_device choose_precision cpu_supports_bf16 default_device "
+        "Precision as_device choose_precision cpu_name cpu_supports_bf16 "
+        "default_device "
         "eval_mode provenance seed_everything train_mode"
     ),
     "core.show": "show",

@@ -242,3 +242,22 @@ def test_cuda_supports_bf16_follows_the_compute_capability():
     major, _ = torch.cuda.get_device_capability()
     assert cuda_supports_bf16("cuda") is (major >= 8)
     assert cuda_supports_bf16(torch.device("cuda", 0)) is (major >= 8)
+
+
+def test_cpu_name_is_the_model_name_the_system_reports_and_the_device_description_holds_it():
+    import platform
+    from pathlib import Path
+
+    from minigen.core.runtime import cpu_name, device_description
+
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    reported = [
+        line.split(":", 1)[1].strip()
+        for line in lines
+        if line.startswith("model name")
+    ]
+    assert cpu_name() == (
+        reported[0] if reported else platform.processor() or platform.machine()
+    )
+    assert cpu_name() in device_description(torch.device("cpu"))

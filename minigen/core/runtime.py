@@ -224,12 +224,13 @@ def device_description(device: torch.device) -> str:
         props = torch.cuda.get_device_properties(device)
         return f"cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB)"
     if device.type == "cpu":
-        return f"cpu ({_cpu_name()}, {torch.get_num_threads()} threads)"
+        return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
     return str(device)
 
 
-def _cpu_name() -> str:
-    # Linux; platform.processor() is often empty there
+def cpu_name() -> str:
+    """The CPU's model name, e.g. "AMD EPYC" (Linux: /proc/cpuinfo, where
+    platform.processor() is often empty; elsewhere the platform's)."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         for line in cpuinfo.read_text().splitlines():

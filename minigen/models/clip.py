@@ -465,16 +465,14 @@ def train_clip(
 
     def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
         batch = batches(step)
-        image = model.encode_image(batch.images)  # (B, E)
+        image = model.encode_image(batch.images).float()  # (B, E)
         scale = model.logit_scale()
-        logits = scale * image @ model.encode_text(batch.tokens).T  # (B, B)
+        logits = scale * image @ model.encode_text(batch.tokens).float().T  # (B, B)
         negative_logits = None
-        if batch.negatives is not None:
-            negative_logits = scale * image @ model.encode_text(batch.negatives).T
-            negative_logits = negative_logits.diagonal()[:, None]  # its own, (B, 1)
-        loss = contrastive_loss(
-            logits.float(), batch.positives, _float(negative_logits)
-        )
+        if batch.negatives is not None:  # each image against its own negative
+            negative = model.encode_text(batch.negatives).float()  # (B, E)
+            negative_logits = scale * (image * negative).sum(dim=1, keepdim=True)
+        loss = contrastive_loss(logits, batch.positives, negative_logits)
         chance = math.log(len(logits))
         return loss, {"scale": scale.item(), "chance": chance}
 
@@ -489,7 +487,3 @@ def train_clip(
         desc=desc,
         on_step=on_step,
     )
-
-
-def _float(x: Tensor | None) -> Tensor | None:
-    return None if x is None else x.float()
