@@ -4,10 +4,12 @@ precision.
 
 Run: .venv/bin/python benchmarks/clip_training.py [--encoders vit resnet]
          [--dtypes fp32 bf16] [--steps 1500] [--batch 64] [--seeds 0]
-         [--negatives] [--vocabulary 1000] [--speed-only] [--json FILE]
+         [--negatives] [--vocabulary 1000] [--text-layers 2] [--speed-only]
+         [--json FILE]
 
-For each encoder, precision and seed: train a small CLIP (text transformer and a ViT
-or a ModifiedResNet, 128-dimensional embeddings) on captioned scenes of one or two
+For each encoder, precision and seed: train a small CLIP (`clip.make_clip`: a text
+transformer and a ViT or a ModifiedResNet, 128-dimensional embeddings, the chapter's
+recipe with the settings given here) on captioned scenes of one or two
 objects, every caption in English or Chinese and in a drawn phrasing, with the
 (colour, shape) pairs of HOLDOUT never shown; with --negatives also against each
 scene's hard negative (NegCLIP). Then print:
@@ -37,62 +39,9 @@ from minigen.data import captions
 from minigen.data.shapes import ShapesWorld
 from minigen.eval import zero_shot
 from minigen.models import clip
-from minigen.tokenizers.bpe import BPETokenizer
 
 HOLDOUT = (("yellow", "triangle"), ("cyan", "cross"), ("magenta", "circle"))
-CONTEXT = 40  # the longest two-object caption (Chinese) takes 33 tokens
-EMBED = 128
-
-
-def build(kind: str, vocabulary: int, seed: int) -> clip.CLIP:
-    torch.manual_seed(seed)
-    text = clip.TextEncoder(vocabulary, CONTEXT, 128, 4, 4, EMBED)
-    if kind == "vit":
-        image = clip.VisionTransformer(32, 4, 128, 4, 4, EMBED)
-    else:
-        image = clip.ResNetEncoder(32, 16, (1, 1, 1), 4, EMBED)
-    return clip.CLIP(image, text)
-
-
-def tokenizer_for(world: ShapesWorld, size: int) -> BPETokenizer:
-    labels, draws = world.sample_labels(5000), world.phrasing_draws(5000)
-    corpus = [
-        text
-        for language in captions.LANGUAGES
-        for text in captions.captions(world, labels, language, draws)
-    ]
-    return BPETokenizer.train(corpus, size)
-
-
-@torch.no_grad()
-def retrieval(model, tokenizer, world: ShapesWorld) -> dict[str, float]:
-    scenes = world.scenes(1000, split="test")
-    texts = captions.captions(world, scenes, "en")
-    meanings = captions.caption_meanings(world, scenes, "en")
-    held = [
-        captions.meanings_held(o, world.grid)
-        for o in captions.scene_objects(scenes, world)
-    ]
-    relevant = torch.tensor(
-        [[m in h for m in meanings] for h in held]
-    )  # (images, texts)
-    images = model.encode_image(scenes.images).float()
-    text = torch.cat(
-        [
-            model.encode_text(tokenizer(texts[i : i + 250], CONTEXT)).float()
-            for i in range(0, 1000, 250)
-        ]
-    )
-    similarity = images @ text.T
-    found = {}
-    for name, sim, rel in (
-        ("i->t", similarity, relevant),
-        ("t->i", similarity.T, relevant.T),
-    ):
-        scores = zero_shot.recall_at(zero_shot.retrieval_ranks(sim, rel), (1, 5))
-        found |= {f"{name} {k}": v for k, v in scores.items()}
-    found["chance R@1"] = relevant.float().mean().item()
-    return found
+CONTEXT = clip.CAPTION_CONTEXT
 
 
 def evaluate(model, tokenizer) -> dict[str, float]:
@@ -115,9 +64,10 @@ def evaluate(model, tokenizer) -> dict[str, float]:
                 model, tokenizer, pairs, kind, language, CONTEXT
             )
             row[f"binding {kind} {language}"] = 100 * share
+    test_pairs = pairs_world.scenes(1000, split="test")
     row |= {
         k: 100 * v if "median" not in k else v
-        for k, v in retrieval(model, tokenizer, pairs_world).items()
+        for k, v in zero_shot.retrieval_scores(model, tokenizer, test_pairs).items()
     }
     return row
 
@@ -141,36 +91,36 @@ def main() -> None:
         "--negatives", action="store_true", help="NegCLIP hard negatives"
     )
     parser.add_argument("--vocabulary", type=int, default=1000)
+    parser.add_argument("--text-layers", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--speed-only", action="store_true", help="skip the scoring"
     )
     args = parser.parse_args()
     world = ShapesWorld(max_objects=2, holdout=HOLDOUT)
-    tokenizer = tokenizer_for(world, args.vocabulary)
     print(
         f"{torch.get_num_threads()} threads; bf16 instructions: {cpu_supports_bf16()}; {vars(args)}"
     )
-    print(f"tokenizer: {len(tokenizer)} tokens")
     negatives = ("swap_colours", "swap_places") if args.negatives else ()
-    batches = clip.caption_batches(
-        world, tokenizer, args.batch, negatives=negatives, context_length=CONTEXT
-    )
     runs = []
     for kind in args.encoders:
         for dtype in args.dtypes:
             for seed in args.seeds:
-                model = build(kind, len(tokenizer), seed)
-                precision = choose_precision("cpu", dtype)
-                started = time.perf_counter()
-                history = clip.train_clip(
-                    model,
-                    batches,
-                    args.steps,
+                recipe = clip.CLIPRecipe(
+                    encoder=kind,
+                    steps=args.steps,
+                    batch_size=args.batch,
                     lr=args.lr,
                     warmup_steps=min(100, args.steps // 10),
-                    precision=precision,
-                    progress=False,
+                    negatives=negatives,
+                    vocabulary_size=args.vocabulary,
+                    text_layers=args.text_layers,
+                    seed=seed,
+                )
+                precision = choose_precision("cpu", dtype)
+                started = time.perf_counter()
+                model, tokenizer, history = clip.make_clip(
+                    world, recipe, precision, progress=False
                 )
                 images_per_s = args.steps * args.batch / history.seconds
                 row = {}

@@ -95,6 +95,25 @@ def test_the_byte_alphabet_is_the_one_of_gpt2_and_the_tokenizers_library():
     )  # space: the 33rd non-printable byte
 
 
+def test_word_counts_are_the_initial_symbols_of_each_word_with_their_counts():
+    words = bpe.word_counts(["A red circle", "a red  square", "红色"])
+    assert words[("a</w>",)] == 2 and words[("r", "e", "d</w>")] == 2
+    assert words[("c", "i", "r", "c", "l", "e</w>")] == 1  # the text's end ends it
+    alphabet = bpe.byte_alphabet()
+    # one piece per ideograph, marked only where the text ends
+    assert words[tuple(alphabet[b] for b in "红".encode())] == 1
+    assert sum(words.values()) == 3 + 3 + 2
+
+
+def test_merge_counts_replay_the_counts_the_learner_ranked_by():
+    words = word_counts(CORPUS)
+    merges = bpe.learn_merges(words, 150)
+    counts = bpe.merge_counts(words, merges)
+    assert counts == counts_at_each_merge(words, merges)
+    assert counts == sorted(counts, reverse=True)  # the largest count goes first
+    assert bpe.merge_counts(Counter({("a", "a", "a"): 2}), [("a", "a")]) == [4]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.dictionaries(

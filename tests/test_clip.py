@@ -413,3 +413,124 @@ def test_the_default_context_holds_the_longest_caption_of_two_objects():
     text = captions.describe_scene(objects, 3, "zh", 2)
     tokenizer = BPETokenizer.train([text], 600)
     assert len(tokenizer.encode(text)) + 2 == 33 <= clip.CAPTION_CONTEXT
+
+
+# --- the cached CLIP -----------------------------------------------------------------------------------------
+
+TINY = clip.CLIPRecipe(
+    steps=2,
+    batch_size=4,
+    warmup_steps=1,
+    vocabulary_size=600,
+    width=32,
+    embed_dim=16,
+)
+
+
+def test_load_clip_trains_once_then_loads_the_same_model_and_tokenizer(
+    tmp_path, monkeypatch
+):
+    from minigen.data.shapes import ShapesWorld
+
+    monkeypatch.setenv("MINIGEN_CACHE", str(tmp_path))
+    world = ShapesWorld(max_objects=2)
+    model, tokenizer = clip.load_clip(world, TINY, device="cpu", progress=False)
+    assert not model.training and len(model.history.losses) == 2
+    (saved,) = tmp_path.glob("clip-resnet-2steps-*.pt")
+    monkeypatch.setattr(
+        clip, "train_clip", lambda *a, **k: pytest.fail("trained again")
+    )
+    again, same_tokenizer = clip.load_clip(world, TINY, device="cpu")
+    assert same_tokenizer.merges == tokenizer.merges
+    assert again.history.losses == model.history.losses
+    for name, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[name], value), name
+    tokens = tokenizer(world.scenes(3).captions, clip.CAPTION_CONTEXT)
+    assert torch.equal(again.encode_text(tokens), model.encode_text(tokens))
+    # another recipe or another world is another file, trained afresh
+    monkeypatch.undo()
+    monkeypatch.setenv("MINIGEN_CACHE", str(tmp_path))
+    clip.load_clip(world, TINY, device="cpu", progress=False, path=None)
+    vit = clip.CLIPRecipe(**{**TINY.__dict__, "encoder": "vit"})
+    clip.load_clip(world, vit, device="cpu", progress=False)
+    clip.load_clip(ShapesWorld(max_objects=1), TINY, device="cpu", progress=False)
+    assert len(list(tmp_path.glob("clip-*.pt"))) == 3
+    assert saved.exists()
+
+
+def test_a_cached_clip_of_other_settings_is_refused(tmp_path):
+    from minigen.data.shapes import ShapesWorld
+
+    path = tmp_path / "mine.pt"
+    clip.load_clip(ShapesWorld(), TINY, path=path, device="cpu", progress=False)
+    other = clip.CLIPRecipe(**{**TINY.__dict__, "seed": 1})
+    with pytest.raises(ValueError, match="other settings"):
+        clip.load_clip(ShapesWorld(), other, path=path, device="cpu")
+
+
+def test_an_unwritable_cache_fails_before_clip_training(tmp_path, monkeypatch):
+    from minigen.data.shapes import ShapesWorld
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MINIGEN_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(
+        clip, "train_clip", lambda *a, **k: pytest.fail("training started")
+    )
+    with pytest.raises(OSError, match="cannot write the trained CLIP"):
+        clip.load_clip(ShapesWorld(), TINY, device="cpu")
+
+
+def test_a_recipe_with_bad_settings_is_refused_when_made():
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        clip.CLIPRecipe(encoder="vgg")
+    with pytest.raises(ValueError, match="every kind of negative must be one of"):
+        clip.CLIPRecipe(negatives=("shuffle",))
+    with pytest.raises(TypeError, match="negatives"):
+        clip.CLIPRecipe(negatives=["swap_colours"])
+    with pytest.raises(ValueError, match="batch_size"):
+        clip.CLIPRecipe(batch_size=1)
+    with pytest.raises(ValueError, match="lr"):
+        clip.CLIPRecipe(lr=0.0)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        clip.CLIPRecipe(steps=100, warmup_steps=100)
+
+
+def test_the_caption_tokenizer_learns_both_languages_and_round_trips_them():
+    from minigen.data import captions
+    from minigen.data.shapes import ShapesWorld
+    from minigen.tokenizers.bpe import BPETokenizer
+
+    world = ShapesWorld(max_objects=2)
+    tokenizer = clip.caption_tokenizer(world, 600)
+    assert len(tokenizer) == 600
+    assert clip.caption_tokenizer(world, 600).merges == tokenizer.merges
+    scenes = world.scenes(50, split="test")
+    for language in captions.LANGUAGES:
+        for text in captions.captions(world, scenes, language):
+            ids = tokenizer.encode(text)
+            assert tokenizer.decode(ids) == text
+            assert len(ids) < len(text.encode())  # merges were learned and used
+    # learned from the captions of the first TOKENIZER_SCENES training scenes, both languages
+    labels = world.sample_labels(clip.TOKENIZER_SCENES)
+    assert (
+        tokenizer.merges
+        == BPETokenizer.train(
+            captions.captions(world, labels, "en", world.phrasing_draws(5000))
+            + captions.captions(world, labels, "zh", world.phrasing_draws(5000)),
+            600,
+        ).merges
+    )
+
+
+def test_build_clip_makes_either_encoder_with_a_shared_embedding():
+    vit, resnet = clip.build_clip("vit", 600), clip.build_clip("resnet", 600)
+    assert isinstance(vit.image_encoder, clip.VisionTransformer)
+    assert isinstance(resnet.image_encoder, clip.ResNetEncoder)
+    images = torch.rand(2, 3, 32, 32)
+    tokens = torch.tensor([[598, 5, 599] + [0] * 37] * 2)
+    for model in (vit, resnet):
+        assert model(images, tokens).shape == (2, 2)
+        assert model.text_encoder.context_length == clip.CAPTION_CONTEXT
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        clip.build_clip("vgg", 600)

@@ -17,6 +17,7 @@ from minigen.exercises import (
     ch03_autoencoder,
     ch04_vae,
     ch05_diffusion,
+    ch06_clip,
     engine,
 )
 from minigen.exercises.engine import CheckResult, judge_size, run
@@ -27,6 +28,7 @@ CHAPTERS = [
     ch03_autoencoder,
     ch04_vae,
     ch05_diffusion,
+    ch06_clip,
 ]
 CHECKERS = [
     getattr(exercises, name)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import minigen.core.train as core_train
 import minigen.models.oracle as oracle_module
+from minigen.core.cache import cache_folder
 from minigen.core.runtime import Precision
 from minigen.data.shapes import ShapesWorld
 from minigen.eval.metrics import total_variation
@@ -14,7 +15,6 @@ from minigen.models.oracle import (
     Oracle,
     accuracy,
     attribute_frequencies,
-    cache_folder,
     conv_block,
     evaluate,
     first_object,

@@ -19,7 +19,7 @@ ALLOWED = {
     "ops": {"core"},
     "nn": {"core", "ops"},
     "diffusion": {"core", "nn"},
-    "models": {"core", "data", "ops", "nn", "diffusion", "eval"},
+    "models": {"core", "data", "ops", "nn", "diffusion", "eval", "tokenizers"},
     "eval": {"core", "data", "diffusion", "models"},
     "viz": {"core", "data", "ops"},
     "exercises": {"core"},

@@ -109,7 +109,9 @@ def zero_shot_accuracy(
 def retrieval_ranks(similarity: Tensor, relevant: Tensor) -> Tensor:
     """For each query (row) of similarity (Q, C), the 0-based rank of its
     best-placed relevant candidate (relevant (Q, C) bool) among all candidates by
-    decreasing similarity; every query needs one relevant candidate."""
+    decreasing similarity; every query needs one relevant candidate. A wrong
+    candidate tied with it is placed above it, so a model that cannot tell
+    candidates apart ranks as badly as it can."""
     if similarity.shape != relevant.shape or relevant.dtype != torch.bool:
         raise ValueError(
             "relevant must be a bool tensor of similarity's shape "
@@ -119,7 +121,8 @@ def retrieval_ranks(similarity: Tensor, relevant: Tensor) -> Tensor:
     if not relevant.any(dim=1).all():
         raise ValueError("every query needs at least one relevant candidate")
     best = similarity.masked_fill(~relevant, float("-inf")).max(dim=1).values
-    return (similarity > best[:, None]).sum(dim=1)  # candidates placed above it
+    above = (similarity >= best[:, None]) & ~relevant  # wrong ones, ties too
+    return above.sum(dim=1)
 
 
 def recall_at(ranks: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
@@ -129,6 +132,46 @@ def recall_at(ranks: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, floa
         f"R@{k}": (ranks < check_int("k", k)).float().mean().item() for k in ks
     }
     return scores | {"median rank": ranks.float().median().item() + 1}
+
+
+@torch.no_grad()
+def retrieval_scores(
+    model: nn.Module,
+    tokenizer: Callable[..., Tensor],
+    scenes: Scenes,
+    language: str = "en",
+    context_length: int = CAPTION_CONTEXT,
+    batch_size: int = 250,
+) -> dict[str, float]:
+    """Retrieval among the scenes and their captions (phrasing 0), both ways:
+    recall@1/5/10 and the median rank of image -> text ("i->t R@1", ...) and text
+    -> image, where a caption counts as right for every image it is true of; and
+    "chance R@1", the share of (image, caption) pairs that are right."""
+    check_instance("scenes", scenes, Scenes)
+    world = scenes.world
+    texts = captions.captions(world, scenes, language)
+    meanings = captions.caption_meanings(world, scenes, language)
+    held = [
+        captions.meanings_held(scene, world.grid)
+        for scene in captions.scene_objects(scenes, world)
+    ]
+    relevant = torch.tensor([[m in h for m in meanings] for h in held])  # (N, N)
+    device = next(model.parameters()).device
+    images, text = [], []
+    for start in range(0, len(texts), check_int("batch_size", batch_size)):
+        part = slice(start, start + batch_size)
+        images.append(model.encode_image(scenes.images[part].to(device)).float())
+        tokens = tokenizer(texts[part], context_length).to(device)
+        text.append(model.encode_text(tokens).float())
+    similarity = (torch.cat(images) @ torch.cat(text).T).cpu()  # (images, texts)
+    found = {}
+    for name, sim, rel in (
+        ("i->t", similarity, relevant),
+        ("t->i", similarity.T, relevant.T),
+    ):
+        scores = recall_at(retrieval_ranks(sim, rel))
+        found |= {f"{name} {key}": value for key, value in scores.items()}
+    return found | {"chance R@1": relevant.float().mean().item()}
 
 
 @torch.no_grad()

@@ -1,22 +1,24 @@
-"""Exercises of chapters 1 to 5, checked automatically.
+"""Exercises of chapters 1 to 6, checked automatically.
 
 The reader writes a function; a checker runs it on deterministic cases (hand-picked
-corners first, then seeded random ones) and compares every answer with what torch
-itself does: the real output shape of ``F.conv2d`` and ``F.conv_transpose2d``, the
-values of ``F.max_pool2d``, the gradient footprint of a stack of convolutions, the
-weights ``F.interpolate`` gives each input pixel, the values of ``F.pixel_shuffle``,
-the mean squared error of ``F.mse_loss``, the KL divergence of
-``torch.distributions`` and the affine transform (with its gradient) of
-``torch.distributions.transforms.AffineTransform``. So a checker never trusts the
-code it teaches, and its source gives no formula away. Whatever the reader's code
-does (a wrong answer, an exception), a checker does not raise: it returns a
-:class:`CheckResult` that shows the first counterexample.
+corners first, then seeded random ones) and compares every answer with an
+independent reference, mostly what torch itself does: the real output shape of
+``F.conv2d`` and ``F.conv_transpose2d``, the values of ``F.max_pool2d``, the
+gradient footprint of a stack of convolutions, the weights ``F.interpolate`` gives
+each input pixel, the values of ``F.pixel_shuffle``, the mean squared error of
+``F.mse_loss``, the KL divergence of ``torch.distributions``, the affine transform
+(with its gradient) of ``torch.distributions.transforms.AffineTransform``, CLIP's
+loss as ``F.cross_entropy`` of the logits and of their transpose; and brute-force
+loops for a step of BPE training and for zero-shot classification. So a checker
+never trusts the code it teaches, and its source gives no formula away. Whatever the
+reader's code does (a wrong answer, an exception), a checker does not raise: it
+returns a :class:`CheckResult` that shows the first counterexample.
 
 The package: ``engine`` runs the cases and judges the answers; one module per
 chapter (``ch01_convolution``, ``ch02_upsampling``, ``ch03_autoencoder``,
-``ch04_vae``, ``ch05_diffusion``) holds, for each of its exercises, the checker, the
-reference and the cases one after another, and names the papers. A new chapter adds
-a module and re-exports its checkers here, so that a notebook calls
+``ch04_vae``, ``ch05_diffusion``, ``ch06_clip``) holds, for each of its exercises,
+the checker, the reference and the cases one after another, and names the papers. A
+new chapter adds a module and re-exports its checkers here, so that a notebook calls
 ``exercises.check_conv_output_size(my_fn)``.
 """
 
@@ -33,6 +35,11 @@ from minigen.exercises.ch02_upsampling import (
 from minigen.exercises.ch03_autoencoder import check_psnr
 from minigen.exercises.ch04_vae import check_gaussian_kl, check_reparameterize
 from minigen.exercises.ch05_diffusion import check_ddim_step, check_q_sample
+from minigen.exercises.ch06_clip import (
+    check_info_nce,
+    check_merge_step,
+    check_zero_shot_classify,
+)
 from minigen.exercises.engine import CheckResult
 
 __all__ = [
@@ -48,4 +55,7 @@ __all__ = [
     "check_reparameterize",
     "check_q_sample",
     "check_ddim_step",
+    "check_info_nce",
+    "check_merge_step",
+    "check_zero_shot_classify",
 ]

@@ -23,19 +23,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from minigen.core.runtime import Precision, as_device, choose_precision
-from minigen.core.train import History, train, warmup_cosine
+from minigen.core.cache import cache_path, check_writable
+from minigen.core.runtime import (
+    Precision,
+    as_device,
+    choose_precision,
+    seed_everything,
+)
+from minigen.core.train import (
+    History,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+    warmup_cosine,
+)
 from minigen.core.validators import (
+    check_bool,
     check_choice,
     check_instance,
     check_int,
+    check_path,
     check_positive,
     check_tensor,
 )
@@ -45,6 +60,7 @@ from minigen.nn.attention import MultiHeadAttention
 from minigen.nn.embeddings import LearnedPositions
 from minigen.nn.layers import CheckedModule
 from minigen.nn.transformer import TransformerBlock
+from minigen.tokenizers.bpe import BPETokenizer
 
 INITIAL_TEMPERATURE = 0.07
 # above the 33 tokens of the longest two-object caption (Chinese, by cells)
@@ -55,7 +71,9 @@ MAX_LOGIT_SCALE = 100.0
 class TextEncoder(CheckedModule):
     """Token ids (B, L) -> text embeddings (B, embed_dim): token and position
     embeddings, pre-LN transformer blocks under a causal mask, a final LayerNorm,
-    the features at the end token (the largest id of each row), a projection."""
+    the features at the end token (the largest id of each row), a projection.
+    Positions after the last end token of the batch are cut before the blocks:
+    under the causal mask nothing reads them, so the result is the same."""
 
     def __init__(
         self,
@@ -76,11 +94,12 @@ class TextEncoder(CheckedModule):
         self.projection = nn.Linear(width, check_int("embed_dim", embed_dim), False)
 
     def forward(self, tokens: Tensor) -> Tensor:
+        end = tokens.argmax(dim=1)  # (B,) the end token has the largest id
+        tokens = tokens[:, : end.max() + 1]  # padding after every end: unseen, cut
         x = self.positions(self.token_embedding(tokens))  # (B, L, width)
         for block in self.blocks:
             x = block(x, causal=True)  # token i sees tokens <= i: padding is unseen
         x = self.final_norm(x)
-        end = tokens.argmax(dim=1)  # (B,) the end token has the largest id
         return self.projection(x[torch.arange(len(x)), end])  # (B, embed_dim)
 
     def check_inputs(self, tokens: Tensor) -> None:
@@ -487,3 +506,164 @@ def train_clip(
         desc=desc,
         on_step=on_step,
     )
+
+
+# ----------------------------------------------------------------------------------
+# The chapter's CLIP, kept in the minigen cache for chapters 7 and 8.
+
+
+@dataclass(frozen=True)
+class CLIPRecipe:
+    """How the book's CLIP is made: the image encoder ("resnet" or "vit"), the
+    training run, the hard negatives (NegCLIP when not empty), the tokenizer's
+    vocabulary and the widths. Its repr names the cached file."""
+
+    encoder: str = "resnet"
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    negatives: tuple[str, ...] = ("swap_colours", "swap_places")
+    vocabulary_size: int = 1000
+    width: int = 128
+    text_layers: int = 2
+    embed_dim: int = 128
+    seed: int = 0
+
+    def __post_init__(self):
+        check_choice("encoder", self.encoder, ENCODERS)
+        for name in (
+            "steps",
+            "vocabulary_size",
+            "width",
+            "text_layers",
+            "embed_dim",
+        ):
+            check_int(name, getattr(self, name))
+        check_int("batch_size", self.batch_size, minimum=2)
+        check_positive("lr", self.lr)
+        check_int("warmup_steps", self.warmup_steps, 0, self.steps - 1)
+        check_instance("negatives", self.negatives, tuple, "a tuple of kinds")
+        for kind in self.negatives:
+            check_choice("every kind of negative", kind, captions.NEGATIVES)
+        check_int("seed", self.seed, 0, 2**32 - 1)
+
+
+ENCODERS = ("resnet", "vit")
+TOKENIZER_SCENES = 5000  # training scenes whose captions the tokenizer learns from
+
+
+def caption_tokenizer(world: ShapesWorld, vocabulary_size: int) -> BPETokenizer:
+    """A BPE tokenizer trained on the captions, in every language and in their drawn
+    phrasings, of the first TOKENIZER_SCENES training scenes of `world`."""
+    check_instance("world", world, ShapesWorld)
+    labels = world.sample_labels(TOKENIZER_SCENES)
+    draws = world.phrasing_draws(TOKENIZER_SCENES)
+    corpus = [
+        text
+        for language in captions.LANGUAGES
+        for text in captions.captions(world, labels, language, draws)
+    ]
+    return BPETokenizer.train(corpus, vocabulary_size)
+
+
+def build_clip(
+    encoder: str,
+    vocabulary_size: int,
+    image_size: int = 32,
+    width: int = 128,
+    embed_dim: int = 128,
+    text_layers: int = 2,
+) -> CLIP:
+    """The book's CLIP: a text transformer of `width` and `text_layers` layers, and
+    a 4-layer ViT of `width` (patches of 4 pixels) or a ResNet of width 16 (one
+    block per stage)."""
+    check_choice("encoder", encoder, ENCODERS)
+    text = TextEncoder(
+        vocabulary_size, CAPTION_CONTEXT, width, text_layers, 4, embed_dim
+    )
+    if encoder == "vit":
+        image = VisionTransformer(image_size, 4, width, 4, 4, embed_dim)
+    else:
+        image = ResNetEncoder(image_size, 16, (1, 1, 1), 4, embed_dim)
+    return CLIP(image, text)
+
+
+def load_clip(
+    world: ShapesWorld,
+    recipe: CLIPRecipe = CLIPRecipe(),
+    path: str | Path | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> tuple[CLIP, BPETokenizer]:
+    """The CLIP of `recipe` trained on `world`'s captioned training scenes, and its
+    tokenizer: loaded from `path`, or trained and saved there first if the file is
+    absent. The model is returned in eval mode, with its History as `.history`.
+
+    path: default a file in `cache_folder()` named by the world and the recipe.
+    """
+    check_instance("world", world, ShapesWorld)
+    check_instance("recipe", recipe, CLIPRecipe)
+    check_bool("progress", progress)
+    settings = (asdict(world), asdict(recipe))
+    if path is None:
+        path = cache_path(f"clip-{recipe.encoder}-{recipe.steps}steps", settings)
+    path = check_path("path", path)
+    precision = choose_precision(device)
+    model = None
+    if path.exists():
+        tokenizer = BPETokenizer(_saved_merges(path))
+        model = _new_clip(recipe, world, len(tokenizer)).to(precision.device)
+        saved = load_checkpoint(path, model, map_location=precision.device)
+        if saved["extra"]["settings"] != repr(settings):
+            raise ValueError(
+                f"{path} holds a CLIP made with other settings; delete it or pass "
+                "another path"
+            )
+        model.history = saved["history"]
+        return model.eval(), tokenizer
+    check_writable(path.parent, "the trained CLIP")
+    model, tokenizer, history = make_clip(world, recipe, precision, progress)
+    merges = [list(pair) for pair in tokenizer.merges]
+    extra = {"settings": repr(settings), "merges": merges}
+    save_checkpoint(path, model, step=recipe.steps, history=history, extra=extra)
+    model.history = history
+    return model.eval(), tokenizer
+
+
+def make_clip(
+    world: ShapesWorld,
+    recipe: CLIPRecipe = CLIPRecipe(),
+    precision: Precision | None = None,
+    progress: bool = True,
+) -> tuple[CLIP, BPETokenizer, History]:
+    """Train the CLIP of `recipe` on `world`'s captioned training scenes, from a
+    tokenizer trained on their captions and weights drawn from `recipe.seed`."""
+    check_instance("world", world, ShapesWorld)
+    check_instance("recipe", recipe, CLIPRecipe)
+    precision = precision or choose_precision()
+    tokenizer = caption_tokenizer(world, recipe.vocabulary_size)
+    model = _new_clip(recipe, world, len(tokenizer)).to(precision.device)
+    batches = caption_batches(
+        world, tokenizer, recipe.batch_size, negatives=recipe.negatives,
+        device=precision.device,
+    )  # fmt: skip
+    history = train_clip(
+        model, batches, recipe.steps, lr=recipe.lr,
+        warmup_steps=recipe.warmup_steps, precision=precision,
+        progress=progress, desc="CLIP",
+    )  # fmt: skip
+    return model, tokenizer, history
+
+
+def _new_clip(recipe: CLIPRecipe, world: ShapesWorld, vocabulary: int) -> CLIP:
+    seed_everything(recipe.seed)
+    return build_clip(
+        recipe.encoder, vocabulary, world.resolution, recipe.width,
+        recipe.embed_dim, recipe.text_layers,
+    )  # fmt: skip
+
+
+def _saved_merges(path: Path) -> list[tuple[str, str]]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return [tuple(pair) for pair in state["extra"]["merges"]]

@@ -9,9 +9,6 @@ caption says?" into accuracies that later chapters report.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minigen.core.cache import cache_path, check_writable
 from minigen.core.runtime import (
     Precision,
     choose_precision,
@@ -278,39 +276,9 @@ def train_oracle(
     return oracle.eval(), oracle.history
 
 
-def cache_folder() -> Path:
-    """Where minigen keeps trained models: $MINIGEN_CACHE, else ~/.cache/minigen."""
-    folder = os.environ.get("MINIGEN_CACHE")
-    if folder is None:
-        return Path.home() / ".cache" / "minigen"
-    if not folder.strip():
-        raise ValueError(
-            "MINIGEN_CACHE is set but empty; set it to a folder for minigen's "
-            "trained models, or unset it to use ~/.cache/minigen"
-        )
-    return Path(folder)
-
-
 def _cache_path(world: ShapesWorld, steps: int, width: int, seed: int) -> Path:
-    settings = repr((asdict(world), steps, width, seed))
-    key = hashlib.sha256(settings.encode()).hexdigest()[:12]
-    name = f"oracle-{world.resolution}px-{steps}steps-seed{seed}-{key}.pt"
-    return cache_folder() / name
-
-
-def _check_writable(folder: Path) -> None:
-    """Fail now, not after minutes of training, if no file can be written in
-    `folder`."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        message = (
-            f"cannot write the trained oracle into this folder ({error.strerror}); "
-            "set MINIGEN_CACHE to a writable folder, or pass another path"
-        )
-        raise type(error)(error.errno, message, str(folder)) from error
+    stem = f"oracle-{world.resolution}px-{steps}steps-seed{seed}"
+    return cache_path(stem, (asdict(world), steps, width, seed))
 
 
 def load_oracle(
@@ -343,7 +311,7 @@ def load_oracle(
         saved = load_checkpoint(path, oracle, map_location=precision.device)
         oracle.history = saved["history"]
         return oracle.eval()
-    _check_writable(path.parent)
+    check_writable(path.parent, "the trained oracle")
     unfinished = path.with_name(path.stem + ".training.pt")
     oracle, history = train_oracle(
         world, steps, width=width, precision=precision, progress=progress,

@@ -91,6 +91,30 @@ def symbols(piece: str, ends_word: bool) -> tuple[str, ...]:
     return tuple(chars)
 
 
+def word_counts(corpus: Iterable[str]) -> Counter[tuple[str, ...]]:
+    """How often each word (its initial symbols, `symbols`) occurs in the texts of
+    `corpus`: what `learn_merges` learns from."""
+    return Counter(
+        symbols(piece, ends) for text in corpus for piece, ends in pieces(text)
+    )
+
+
+def merge_counts(
+    words: Counter[tuple[str, ...]], merges: Sequence[tuple[str, str]]
+) -> list[int]:
+    """The count each merge had when it was made: the merges replayed in order on
+    the word counts, each pair's adjacent occurrences counted (as `learn_merges`
+    ranks them) before it is merged."""
+    vocabulary = dict(words)
+    found = []
+    for pair in merges:
+        found.append(
+            sum(n * list(zip(w, w[1:])).count(pair) for w, n in vocabulary.items())
+        )
+        vocabulary = {tuple(_merge(w, pair)): n for w, n in vocabulary.items()}
+    return found
+
+
 def learn_merges(
     words: Counter[tuple[str, ...]], merges: int
 ) -> list[tuple[str, str]]:
@@ -180,10 +204,7 @@ class BPETokenizer:
         `vocabulary_size` tokens (fewer if no pair is left to merge)."""
         base = 2 * 256 + 2  # byte symbols, with and without "</w>", start, end
         size = check_int("vocabulary_size", vocabulary_size, minimum=base)
-        words = Counter(
-            symbols(piece, ends) for text in corpus for piece, ends in pieces(text)
-        )
-        return cls(learn_merges(words, size - base))
+        return cls(learn_merges(word_counts(corpus), size - base))
 
     def __len__(self) -> int:
         return len(self.tokens)
