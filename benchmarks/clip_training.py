@@ -16,7 +16,8 @@ scene's hard negative (NegCLIP). Then print:
 - training images/s (wall time of the training loop);
 - zero-shot accuracy of shape, colour, size and cell on one-object scenes of the
   held-out pairs, with all prompts of a class averaged and with a single prompt, in
-  both languages (chance: 1 / the number of classes);
+  both languages (chance: 1 / the number of classes), and on test scenes of pairs
+  seen in training ("seen pairs");
 - retrieval on 1,000 two-object test pairs, image -> text and text -> image: R@1,
   R@5, median rank (a caption counts when it is true of the image; chance R@1 is
   about the share of true captions);
@@ -40,7 +41,7 @@ from minigen.data.shapes import ShapesWorld
 from minigen.eval import zero_shot
 from minigen.models import clip
 
-HOLDOUT = (("yellow", "triangle"), ("cyan", "cross"), ("magenta", "circle"))
+HOLDOUT = clip.HOLDOUT
 CONTEXT = clip.CAPTION_CONTEXT
 
 
@@ -48,6 +49,7 @@ def evaluate(model, tokenizer) -> dict[str, float]:
     model.eval()
     single_world = ShapesWorld(max_objects=1, holdout=HOLDOUT)
     held_out = single_world.scenes(500, split="holdout")
+    seen = single_world.scenes(500, split="test")  # pairs seen in training
     row = {}
     for language in captions.LANGUAGES:
         for attribute in zero_shot.ATTRIBUTES:
@@ -56,6 +58,11 @@ def evaluate(model, tokenizer) -> dict[str, float]:
                 row[name] = 100 * zero_shot.zero_shot_accuracy(
                     model, tokenizer, held_out, attribute, language, single, CONTEXT
                 )
+            row[f"{attribute} {language} seen pairs"] = 100 * (
+                zero_shot.zero_shot_accuracy(
+                    model, tokenizer, seen, attribute, language, False, CONTEXT
+                )
+            )
     pairs_world = ShapesWorld(min_objects=2, max_objects=2, holdout=HOLDOUT)
     pairs = pairs_world.scenes(500, split="test")
     for language in captions.LANGUAGES:

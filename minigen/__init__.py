@@ -59,7 +59,8 @@ _PUBLIC = {  # module -> the public names it defines
     "eval.harness": "model_quality sample_images score_images request_scores",
     "models.autoencoder": "Autoencoder linear_probe train_autoencoder",
     "models.clip": (
-        "CLIP ResNetEncoder TextEncoder VisionTransformer contrastive_loss"
+        "CLIP CLIPRecipe ResNetEncoder TextEncoder VisionTransformer "
+        "contrastive_loss load_clip"
     ),
     "models.oracle": "Oracle load_oracle train_oracle",
     "models.unet": "UNet",

@@ -62,6 +62,8 @@ from minigen.nn.layers import CheckedModule
 from minigen.nn.transformer import TransformerBlock
 from minigen.tokenizers.bpe import BPETokenizer
 
+# (colour, shape) pairs the book's CLIP never sees in training: zero-shot tests them
+HOLDOUT = (("yellow", "triangle"), ("cyan", "cross"), ("magenta", "circle"))
 INITIAL_TEMPERATURE = 0.07
 # above the 33 tokens of the longest two-object caption (Chinese, by cells)
 CAPTION_CONTEXT = 40
