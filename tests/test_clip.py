@@ -534,3 +534,13 @@ def test_build_clip_makes_either_encoder_with_a_shared_embedding():
         assert model.text_encoder.context_length == clip.CAPTION_CONTEXT
     with pytest.raises(ValueError, match="encoder must be one of"):
         clip.build_clip("vgg", 600)
+
+
+def test_the_book_recipe_follows_the_profile(monkeypatch):
+    monkeypatch.setenv("MINIGEN_PROFILE", "cpu")
+    assert clip.book_recipe() == clip.CLIPRecipe()  # the defaults are the cpu run
+    monkeypatch.setenv("MINIGEN_PROFILE", "smoke")
+    smoke = clip.book_recipe()
+    assert smoke.steps < 10 and smoke.negatives == clip.CLIPRecipe().negatives
+    monkeypatch.setenv("MINIGEN_PROFILE", "gpu")
+    assert clip.book_recipe().steps > clip.CLIPRecipe().steps

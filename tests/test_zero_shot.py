@@ -156,6 +156,9 @@ def test_ranks_and_recalls_count_the_candidates_placed_above_the_best_relevant_o
     assert scores["R@1"] == pytest.approx((ranks == 0).float().mean().item())
     assert scores["R@5"] == pytest.approx((ranks < 5).float().mean().item())
     assert scores["median rank"] == ranks.float().median().item() + 1
+    # ties count against the query: a constant model ranks behind every wrong one
+    tied = zero_shot.retrieval_ranks(torch.zeros(30, 50), relevant)
+    assert torch.equal(tied, (~relevant).sum(dim=1))
 
 
 def test_bad_input_is_refused_with_a_reason():
@@ -207,7 +210,7 @@ class CaptionLookupCLIP(nn.Module):
         nearest = torch.cdist(images.flatten(1), PAIRS.images.flatten(1)).argmin(1)
         objects = captions.scene_objects(PAIRS, PAIRS.world)
         texts = [captions.describe_scene(objects[i], 3, "en") for i in nearest]
-        return self.encode_text(TOKENIZER(texts, 32))
+        return self.encode_text(TOKENIZER(texts, 40))
 
 
 def test_binding_is_perfect_for_a_model_that_tells_captions_apart_and_chance_for_a_bag_of_words():
@@ -230,3 +233,63 @@ def test_binding_is_perfect_for_a_model_that_tells_captions_apart_and_chance_for
         assert (exact, bag, n) == (1.0, 0.5, expected)
     with pytest.raises(ValueError, match="no scene has a swap_colours negative"):
         zero_shot.binding_accuracy(TruthCLIP(), TOKENIZER, SCENES, "swap_colours")
+
+
+def test_retrieval_is_perfect_for_a_model_that_tells_captions_apart_and_counts_every_true_caption():
+    scores = zero_shot.retrieval_scores(
+        CaptionLookupCLIP(bag=False), TOKENIZER, PAIRS, context_length=40
+    )
+    for way in ("i->t", "t->i"):
+        assert scores[f"{way} R@1"] == 1.0 and scores[f"{way} median rank"] == 1
+    # chance: the share of (scene, caption) pairs where the caption is true of the scene
+    objects = captions.scene_objects(PAIRS, PAIRS.world)
+    texts = captions.captions(PAIRS.world, PAIRS, "en")
+    true = sum(
+        texts[j] in {captions.describe_scene(scene, 3, "en", p) for p in range(4)}
+        or sorted(objects[i]) == sorted(objects[j])
+        for i, scene in enumerate(objects)
+        for j in range(len(objects))
+    )
+    assert scores["chance R@1"] == pytest.approx(true / len(objects) ** 2)
+    # a bag of token ids confuses captions of the same words: worse, but far above chance
+    bag = zero_shot.retrieval_scores(
+        CaptionLookupCLIP(bag=True), TOKENIZER, PAIRS, context_length=40
+    )
+    assert scores["chance R@1"] < bag["i->t R@1"] < 1.0
+    assert bag["i->t R@5"] >= bag["i->t R@1"]
+
+    # both ways against a brute-force count, on a model whose similarities are not
+    # symmetric (each image's bag moved by its own fixed noise)
+    class NoisyBag(CaptionLookupCLIP):
+        def encode_image(self, images):
+            bags = super().encode_image(images)
+            noise = torch.randn(
+                bags.shape, generator=torch.Generator().manual_seed(0)
+            )
+            return F.normalize(bags + 0.05 * noise, dim=-1)
+
+    model = NoisyBag(bag=True)
+    bag = zero_shot.retrieval_scores(model, TOKENIZER, PAIRS, context_length=40)
+    assert bag["i->t R@1"] != bag["t->i R@1"]
+    images = model.encode_image(PAIRS.images)
+    text = model.encode_text(TOKENIZER(texts, 40))
+    similarity = images @ text.T
+    true_of = [
+        [
+            texts[j] in {captions.describe_scene(s, 3, "en", p) for p in range(4)}
+            or sorted(s) == sorted(objects[j])
+            for j in range(len(objects))
+        ]
+        for s in objects
+    ]
+    n = len(objects)
+    for way, sim, rel in (
+        ("i->t", similarity, true_of),
+        ("t->i", similarity.T, [list(r) for r in zip(*true_of)]),
+    ):
+        hits = 0
+        for q in range(n):
+            best = max(sim[q, c] for c in range(n) if rel[q][c])
+            wrong_above = sum(sim[q, c] >= best and not rel[q][c] for c in range(n))
+            hits += wrong_above == 0
+        assert bag[f"{way} R@1"] == pytest.approx(hits / n), way

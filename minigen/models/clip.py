@@ -32,6 +32,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from minigen.core.cache import cache_path, check_writable
+from minigen.core.profiles import pick
 from minigen.core.runtime import (
     Precision,
     as_device,
@@ -521,9 +522,9 @@ class CLIPRecipe:
     vocabulary and the widths. Its repr names the cached file."""
 
     encoder: str = "resnet"
-    steps: int = 3000
+    steps: int = 1000
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     warmup_steps: int = 100
     negatives: tuple[str, ...] = ("swap_colours", "swap_places")
     vocabulary_size: int = 1000
@@ -552,6 +553,16 @@ class CLIPRecipe:
 
 
 ENCODERS = ("resnet", "vit")
+
+
+def book_recipe() -> CLIPRecipe:
+    """The recipe of chapter 6 in the active profile, which chapters 7 and 8 load:
+    NegCLIP with a ResNet, the defaults of CLIPRecipe in the cpu profile."""
+    return CLIPRecipe(
+        steps=pick(smoke=5, cpu=1000, gpu=5000),
+        batch_size=pick(smoke=8, cpu=64, gpu=128),
+        warmup_steps=pick(smoke=1, cpu=100, gpu=200),
+    )
 TOKENIZER_SCENES = 5000  # training scenes whose captions the tokenizer learns from
 
 
