@@ -536,6 +536,22 @@ def test_build_clip_makes_either_encoder_with_a_shared_embedding():
         clip.build_clip("vgg", 600)
 
 
+def test_load_clip_defaults_to_the_book_world_and_recipe(tmp_path, monkeypatch):
+    from minigen.data.shapes import ShapesWorld
+
+    monkeypatch.setenv("MINIGEN_CACHE", str(tmp_path))
+    monkeypatch.setenv("MINIGEN_PROFILE", "smoke")
+    world = clip.book_world()
+    assert world == ShapesWorld(max_objects=2, holdout=clip.HOLDOUT)
+    model, _ = clip.load_clip(device="cpu", progress=False)
+    assert len(model.history.losses) == clip.book_recipe().steps
+    monkeypatch.setattr(
+        clip, "train_clip", lambda *a, **k: pytest.fail("trained again")
+    )
+    clip.load_clip(world, clip.book_recipe(), device="cpu")  # the same file
+    assert len(list(tmp_path.glob("clip-*.pt"))) == 1
+
+
 def test_the_book_recipe_follows_the_profile(monkeypatch):
     monkeypatch.setenv("MINIGEN_PROFILE", "cpu")
     assert clip.book_recipe() == clip.CLIPRecipe()  # the defaults are the cpu run

@@ -555,6 +555,12 @@ class CLIPRecipe:
 ENCODERS = ("resnet", "vit")
 
 
+def book_world() -> ShapesWorld:
+    """The world of chapter 6's CLIP: one or two objects per scene, captions in
+    English and Chinese, the (colour, shape) pairs of HOLDOUT never shown."""
+    return ShapesWorld(max_objects=2, holdout=HOLDOUT)
+
+
 def book_recipe() -> CLIPRecipe:
     """The recipe of chapter 6 in the active profile, which chapters 7 and 8 load:
     NegCLIP with a ResNet, the defaults of CLIPRecipe in the cpu profile."""
@@ -563,6 +569,8 @@ def book_recipe() -> CLIPRecipe:
         batch_size=pick(smoke=8, cpu=64, gpu=128),
         warmup_steps=pick(smoke=1, cpu=100, gpu=200),
     )
+
+
 TOKENIZER_SCENES = 5000  # training scenes whose captions the tokenizer learns from
 
 
@@ -603,8 +611,8 @@ def build_clip(
 
 
 def load_clip(
-    world: ShapesWorld,
-    recipe: CLIPRecipe = CLIPRecipe(),
+    world: ShapesWorld | None = None,
+    recipe: CLIPRecipe | None = None,
     path: str | Path | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
@@ -613,8 +621,12 @@ def load_clip(
     tokenizer: loaded from `path`, or trained and saved there first if the file is
     absent. The model is returned in eval mode, with its History as `.history`.
 
+    world, recipe: default `book_world()` and `book_recipe()`, chapter 6's CLIP in
+    the active profile.
     path: default a file in `cache_folder()` named by the world and the recipe.
     """
+    world = book_world() if world is None else world
+    recipe = book_recipe() if recipe is None else recipe
     check_instance("world", world, ShapesWorld)
     check_instance("recipe", recipe, CLIPRecipe)
     check_bool("progress", progress)
