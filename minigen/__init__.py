@@ -63,6 +63,7 @@ _PUBLIC = {  # module -> the public names it defines
         "contrastive_loss load_clip"
     ),
     "models.oracle": "Oracle load_oracle train_oracle",
+    "models.prior": "DiffusionPriorNet MLPPrior PCAQuantizer slerp",
     "models.unet": "UNet",
     "models.upsampler": "train_upsampler",
     "models.vae": "VAE elbo gaussian_kl reparameterize train_vae",

@@ -1,0 +1,243 @@
+"""DALL·E 2's priors: from a caption's CLIP text embedding to a CLIP image embedding
+that the decoder turns into pixels; and the interpolation that moves between
+embeddings.
+
+- A. Ramesh et al., "Hierarchical Text-Conditional Image Generation with CLIP
+  Latents", arXiv:2204.06125, 2022 (unCLIP): the diffusion prior, a causal
+  transformer over the caption's tokens, its text embedding, the timestep, the
+  noised image embedding and a final query, predicting the clean image embedding;
+  the autoregressive prior over PCA-reduced, quantised image embeddings; slerp
+  between image embeddings.
+- lucidrains/DALLE2-pytorch: embeddings scaled by sqrt(dim) before diffusion (unit
+  vectors have per-coordinate variance 1 / dim, far below the unit variance a
+  noise schedule assumes).
+- K. Shoemake, "Animating Rotation with Quaternion Curves", SIGGRAPH 1985: slerp.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from minigen.core.validators import check_int, check_tensor
+from minigen.nn.embeddings import LearnedPositions, timestep_embedding
+from minigen.nn.layers import CheckedModule
+from minigen.nn.transformer import TransformerBlock
+
+
+def slerp(a: Tensor, b: Tensor, t: float | Tensor) -> Tensor:
+    """Spherical interpolation from a to b (..., E) at t in [0, 1]: along the great
+    circle when both have unit length, sin((1 - t) w) / sin(w) a + sin(t w) / sin(w)
+    b with w the angle between them; the straight line where they are (nearly)
+    parallel, where sin(w) vanishes."""
+    check_tensor("a", a, floating=True, finite=True)
+    check_tensor("b", b, floating=True, finite=True)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"a and b must have one shape, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+    t = torch.as_tensor(t, dtype=a.dtype, device=a.device)
+    if ((t < 0) | (t > 1)).any():
+        raise ValueError(f"t must lie in [0, 1], got {t.tolist()}")
+    t = t[..., None] if t.ndim else t
+    unit_a = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    unit_b = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    cos = (unit_a * unit_b).sum(-1, keepdim=True).clamp(-1, 1)
+    angle = torch.arccos(cos)  # w, (..., 1)
+    sin = torch.sin(angle)
+    parallel = sin < 1e-6
+    safe = torch.where(parallel, torch.ones_like(sin), sin)
+    weight_a = torch.where(parallel, 1 - t, torch.sin((1 - t) * angle) / safe)
+    weight_b = torch.where(parallel, t, torch.sin(t * angle) / safe)
+    return weight_a * a + weight_b * b
+
+
+class PCAQuantizer:
+    """The autoregressive prior's view of an image embedding: its coordinates on the
+    `dims` principal axes of the training embeddings, each cut into `buckets`
+    intervals holding equal shares of the training values (quantiles), so that a
+    transformer can predict them as tokens. decode maps a code to its interval's
+    median and back to the embedding space."""
+
+    def __init__(self, embeddings: Tensor, dims: int, buckets: int):
+        check_tensor("embeddings", embeddings, dims=2, floating=True, finite=True)
+        n, width = embeddings.shape
+        self.dims = check_int("dims", dims, 1, min(n, width))
+        self.buckets = check_int("buckets", buckets, minimum=2)
+        x = embeddings.double()
+        self.mean = x.mean(dim=0)  # (E,)
+        _, singular, axes = torch.linalg.svd(x - self.mean, full_matrices=False)
+        variance = singular.square()
+        self.explained = (variance.cumsum(0) / variance.sum()).float()  # (E,)
+        self.axes = axes[: self.dims]  # (dims, E), orthonormal rows
+        coordinates = (x - self.mean) @ self.axes.T  # (N, dims)
+        levels = torch.linspace(0, 1, 2 * self.buckets + 1, dtype=torch.float64)
+        quantiles = torch.quantile(coordinates, levels, dim=0)  # (2K + 1, dims)
+        self.edges = quantiles[2:-1:2].T.contiguous()  # (dims, K - 1) inner edges
+        self.centres = quantiles[1::2].T.contiguous()  # (dims, K) medians
+
+    def project(self, embeddings: Tensor) -> Tensor:
+        """(N, E) -> (N, dims): coordinates on the principal axes."""
+        self._check(embeddings)
+        return (embeddings.double() - self.mean) @ self.axes.T
+
+    def encode(self, embeddings: Tensor) -> Tensor:
+        """(N, E) -> (N, dims) int64 codes in [0, buckets)."""
+        coordinates = self.project(embeddings)  # (N, dims)
+        codes = [
+            torch.bucketize(coordinates[:, d].contiguous(), self.edges[d])
+            for d in range(self.dims)
+        ]
+        return torch.stack(codes, dim=1)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """(N, dims) codes -> (N, E) float32 embeddings."""
+        check_tensor("codes", codes, dims=2)
+        if codes.shape[1] != self.dims or codes.dtype != torch.long:
+            raise ValueError(
+                f"codes must be (N, {self.dims}) int64, got {tuple(codes.shape)} "
+                f"{codes.dtype}"
+            )
+        if codes.numel() and not 0 <= codes.min() <= codes.max() < self.buckets:
+            raise ValueError(f"codes must lie in [0, {self.buckets})")
+        coordinates = torch.gather(self.centres.expand(len(codes), -1, -1), 2,
+                                   codes[:, :, None])[:, :, 0]  # fmt: skip
+        return (coordinates @ self.axes + self.mean).float()
+
+    def _check(self, embeddings: Tensor) -> None:
+        check_tensor("embeddings", embeddings, dims=2, floating=True)
+        if embeddings.shape[1] != len(self.mean):
+            raise ValueError(
+                f"embeddings must be (N, {len(self.mean)}), got "
+                f"{tuple(embeddings.shape)}"
+            )
+
+
+class MLPPrior(CheckedModule):
+    """The deterministic baseline: text embedding (B, E) -> image embedding
+    (B, E), a two-layer MLP with a residual from its input, trained by MSE."""
+
+    def __init__(self, embed_dim: int = 128, hidden: int = 512):
+        super().__init__()
+        self.embed_dim = check_int("embed_dim", embed_dim)
+        self.net = nn.Sequential(
+            nn.Linear(embed_dim, check_int("hidden", hidden)),
+            nn.GELU(),
+            nn.Linear(hidden, embed_dim),
+        )
+
+    def forward(self, text_embedding: Tensor) -> Tensor:
+        return text_embedding + self.net(text_embedding)  # (B, E)
+
+    def check_inputs(self, text_embedding: Tensor) -> None:
+        check_tensor("text_embedding", text_embedding, dims=2, floating=True)
+        if text_embedding.shape[1] != self.embed_dim:
+            raise ValueError(
+                f"text_embedding must be (B, {self.embed_dim}), got "
+                f"{tuple(text_embedding.shape)}"
+            )
+
+
+class DiffusionPriorNet(CheckedModule):
+    """The diffusion prior's network: a causal transformer over the sequence
+    [caption token states (L), text embedding, timestep, noised image embedding,
+    query], each projected to `width`; the output at the query is the predicted
+    clean image embedding (B, E). Padding tokens are masked out as keys."""
+
+    def __init__(
+        self,
+        embed_dim: int = 128,
+        token_dim: int = 128,
+        context_length: int = 40,
+        width: int = 256,
+        layers: int = 4,
+        heads: int = 4,
+    ):
+        super().__init__()
+        self.embed_dim = check_int("embed_dim", embed_dim)
+        self.token_dim = check_int("token_dim", token_dim)
+        self.width = check_int("width", width)
+        self.tokens_in = nn.Linear(token_dim, width)
+        self.text_in = nn.Linear(embed_dim, width)
+        self.time_in = nn.Sequential(nn.Linear(width, width), nn.SiLU())
+        self.image_in = nn.Linear(embed_dim, width)
+        self.query = nn.Parameter(torch.randn(width) * width**-0.5)
+        length = check_int("context_length", context_length)
+        self.positions = LearnedPositions(length + 4, width)  # tokens + 4 slots
+        self.blocks = nn.ModuleList(
+            TransformerBlock(width, heads)
+            for _ in range(check_int("layers", layers))
+        )
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, embed_dim)
+
+    def forward(
+        self,
+        noised_image: Tensor,
+        t: Tensor,
+        text_embedding: Tensor,
+        token_states: Tensor,
+        token_mask: Tensor,
+    ) -> Tensor:
+        """noised_image, text_embedding (B, E); t (B,); token_states (B, L,
+        token_dim); token_mask (B, L) bool, True for real tokens."""
+        batch = len(noised_image)
+        sequence = torch.cat(
+            [
+                self.tokens_in(token_states),  # (B, L, w)
+                self.text_in(text_embedding)[:, None],  # (B, 1, w)
+                self.time_in(timestep_embedding(t, self.width))[:, None],
+                self.image_in(noised_image)[:, None],
+                self.query.expand(batch, 1, -1).to(noised_image.dtype),
+            ],
+            dim=1,
+        )  # (B, L + 4, w)
+        x = self.positions(sequence)
+        keep = torch.ones(batch, 4, dtype=torch.bool, device=x.device)
+        key_mask = torch.cat([token_mask, keep], dim=1)  # (B, L + 4)
+        for block in self.blocks:
+            x = block(x, key_mask=key_mask, causal=True)
+        return self.out(self.norm(x[:, -1]))  # (B, E) at the query
+
+    def check_inputs(
+        self,
+        noised_image: Tensor,
+        t: Tensor,
+        text_embedding: Tensor,
+        token_states: Tensor,
+        token_mask: Tensor,
+    ) -> None:
+        batch = len(noised_image)
+        for name, value in (("noised_image", noised_image),
+                            ("text_embedding", text_embedding)):  # fmt: skip
+            check_tensor(name, value, dims=2, floating=True)
+            if value.shape != (batch, self.embed_dim):
+                raise ValueError(
+                    f"{name} must be ({batch}, {self.embed_dim}), got "
+                    f"{tuple(value.shape)}"
+                )
+        check_tensor("t", t, dims=1)
+        check_tensor("token_states", token_states, dims=3, floating=True)
+        if (
+            token_states.shape[0] != batch
+            or token_states.shape[2] != self.token_dim
+        ):
+            raise ValueError(
+                f"token_states must be ({batch}, L, {self.token_dim}), got "
+                f"{tuple(token_states.shape)}"
+            )
+        if (
+            token_mask.shape != token_states.shape[:2]
+            or token_mask.dtype != torch.bool
+        ):
+            raise ValueError(
+                f"token_mask must be bool {tuple(token_states.shape[:2])}, got "
+                f"{tuple(token_mask.shape)} {token_mask.dtype}"
+            )
+
+
+def embedding_scale(embed_dim: int) -> float:
+    """sqrt(embed_dim): multiplies unit-length embeddings so that each coordinate
+    has about unit variance before noise is added (DALLE2-pytorch)."""
+    return check_int("embed_dim", embed_dim) ** 0.5
