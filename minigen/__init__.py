@@ -63,7 +63,9 @@ _PUBLIC = {  # module -> the public names it defines
         "contrastive_loss load_clip"
     ),
     "models.oracle": "Oracle load_oracle train_oracle",
-    "models.prior": "DiffusionPriorNet MLPPrior PCAQuantizer slerp",
+    "models.prior": (
+        "DiffusionPriorNet MLPPrior PCAQuantizer prior_condition slerp"
+    ),
     "models.unet": "UNet",
     "models.upsampler": "train_upsampler",
     "models.vae": "VAE elbo gaussian_kl reparameterize train_vae",

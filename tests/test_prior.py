@@ -96,43 +96,75 @@ def test_the_quantiser_refuses_bad_input():
 def make_net():
     torch.manual_seed(0)
     return prior.DiffusionPriorNet(
-        embed_dim=8, token_dim=6, context_length=10, width=32, layers=2
+        embed_dim=6, token_dim=6, context_length=11, width=32, layers=2
     ).eval()
 
 
 def inputs(length=10, seed=1):
     g = torch.Generator().manual_seed(seed)
-    image, text = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g)
+    image, text = torch.randn(3, 6, generator=g), torch.randn(3, 6, generator=g)
     t = torch.tensor([0, 10, 999])
     states = torch.randn(3, length, 6, generator=g)
     mask = torch.arange(length)[None] < torch.tensor([[4], [10], [7]])
     return image, t, text, states, mask
 
 
+def test_the_condition_is_the_tokens_then_the_text_embedding_as_a_real_token():
+    _, _, text, states, mask = inputs()
+    cond = prior.prior_condition(states, mask, text)
+    assert cond.states.shape == (3, 11, 6) and cond.mask[:, -1].all()
+    assert torch.equal(cond.states[:, -1], text) and torch.equal(
+        cond.mask[:, :-1], mask
+    )
+    with pytest.raises(ValueError, match="text_embedding must be"):
+        prior.prior_condition(states, mask, text[:, :4])
+
+
 def test_padding_tokens_have_no_influence_and_every_input_does():
     net = make_net()
     image, t, text, states, mask = inputs()
-    out = net(image, t, text, states, mask)
-    assert out.shape == (3, 8)
+    out = net(image, t, prior.prior_condition(states, mask, text))
+    assert out.shape == (3, 6)
     junk = states.clone()
     junk[~mask] = 100.0  # padding states replaced
-    assert torch.allclose(net(image, t, text, junk, mask), out, atol=1e-5)
+    same = net(image, t, prior.prior_condition(junk, mask, text))
+    assert torch.allclose(same, out, atol=1e-5)
     for changed in (
-        net(image + 1, t, text, states, mask),
-        net(image, t + 1, text, states, mask),
-        net(image, t, text + 1, states, mask),
-        net(image, t, text, states + mask[..., None], mask),
+        net(image + 1, t, prior.prior_condition(states, mask, text)),
+        net(image, t + 1, prior.prior_condition(states, mask, text)),
+        net(image, t, prior.prior_condition(states, mask, text + 1)),
+        net(image, t, prior.prior_condition(states + mask[..., None], mask, text)),
     ):
         assert (changed - out).abs().max() > 1e-3
+    null = net(image, t, net.null_cond(3))  # no caption: the condition is unread
+    assert null.shape == (3, 6) and (null - out).abs().max() > 1e-3
+
+
+def test_the_prior_trains_and_samples_through_the_diffusion_code():
+    from minigen.diffusion import NoiseSchedule, SamplerOptions, ddim_sample
+    from minigen.diffusion.objectives import diffusion_loss
+
+    net = make_net().train()
+    image, _, text, states, mask = inputs()
+    cond = prior.prior_condition(states, mask, text)
+    schedule = NoiseSchedule.cosine(100)
+    loss = diffusion_loss(
+        net, schedule, image, "x0", cond, generator=torch.Generator().manual_seed(0)
+    )
+    loss.backward()
+    assert loss.item() > 0 and net.query.grad is not None
+    options = SamplerOptions(objective="x0", cond=cond, guidance=2.0, clip=None)
+    sample = ddim_sample(net.eval(), schedule, (3, 6), steps=5, options=options)
+    assert sample.shape == (3, 6) and torch.isfinite(sample).all()
 
 
 def test_the_prior_refuses_mismatched_inputs_and_scales_embeddings_to_unit_variance():
     net = make_net()
     image, t, text, states, mask = inputs()
-    with pytest.raises(ValueError, match="token_mask must be bool"):
-        net(image, t, text, states, mask.float())
-    with pytest.raises(ValueError, match=r"text_embedding must be \(3, 8\)"):
-        net(image, t, text[:, :4], states, mask)
+    with pytest.raises(TypeError, match="cond must be TokenStates"):
+        net(image, t, text)
+    with pytest.raises(ValueError, match=r"x_t must be \(B, 6\)"):
+        net(image[:, :4], t, prior.prior_condition(states, mask, text))
     unit = torch.nn.functional.normalize(torch.randn(20000, 64), dim=1)
     scaled = unit * prior.embedding_scale(64)
     assert abs(scaled.var(0).mean().item() - 1) < 0.03

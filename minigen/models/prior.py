@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from minigen.core.validators import check_int, check_tensor
-from minigen.nn.embeddings import LearnedPositions, timestep_embedding
+from minigen.core.validators import check_instance, check_int, check_tensor
+from minigen.nn.embeddings import LearnedPositions, TokenStates, timestep_embedding
 from minigen.nn.layers import CheckedModule
 from minigen.nn.transformer import TransformerBlock
 
@@ -139,17 +139,39 @@ class MLPPrior(CheckedModule):
             )
 
 
+def prior_condition(
+    token_states: Tensor, token_mask: Tensor, text_embedding: Tensor
+) -> TokenStates:
+    """What the diffusion prior reads: the caption's token states (B, L, D) with
+    the text embedding (B, D) appended as one more real token (B, L + 1, D), so that
+    the prior's condition is one `TokenStates`, as the samplers pass it."""
+    check_tensor("text_embedding", text_embedding, dims=2, floating=True)
+    cond = TokenStates(token_states, token_mask)
+    if text_embedding.shape != (len(cond), token_states.shape[2]):
+        raise ValueError(
+            f"text_embedding must be {(len(cond), token_states.shape[2])} to join "
+            f"token states {tuple(token_states.shape)}, got "
+            f"{tuple(text_embedding.shape)}"
+        )
+    states = torch.cat([token_states, text_embedding[:, None]], dim=1)
+    real = torch.ones_like(token_mask[:, :1])
+    return TokenStates(states, torch.cat([token_mask, real], dim=1))
+
+
 class DiffusionPriorNet(CheckedModule):
-    """The diffusion prior's network: a causal transformer over the sequence
-    [caption token states (L), text embedding, timestep, noised image embedding,
-    query], each projected to `width`; the output at the query is the predicted
-    clean image embedding (B, E). Padding tokens are masked out as keys."""
+    """The diffusion prior's network, model(x_t, t, cond): a causal transformer over
+    [the condition's tokens (the caption's token states and its text embedding,
+    `prior_condition`), the timestep, the noised image embedding x_t, a query], each
+    projected to `width`; its output at the query is the prediction (B, E), the
+    clean embedding with the "x0" objective. Masked tokens are never attended to;
+    the NULL condition (`null_cond`, for classifier-free guidance) is one masked
+    token."""
 
     def __init__(
         self,
         embed_dim: int = 128,
         token_dim: int = 128,
-        context_length: int = 40,
+        context_length: int = 41,
         width: int = 256,
         layers: int = 4,
         heads: int = 4,
@@ -159,12 +181,11 @@ class DiffusionPriorNet(CheckedModule):
         self.token_dim = check_int("token_dim", token_dim)
         self.width = check_int("width", width)
         self.tokens_in = nn.Linear(token_dim, width)
-        self.text_in = nn.Linear(embed_dim, width)
         self.time_in = nn.Sequential(nn.Linear(width, width), nn.SiLU())
         self.image_in = nn.Linear(embed_dim, width)
         self.query = nn.Parameter(torch.randn(width) * width**-0.5)
         length = check_int("context_length", context_length)
-        self.positions = LearnedPositions(length + 4, width)  # tokens + 4 slots
+        self.positions = LearnedPositions(length + 3, width)  # tokens + 3 slots
         self.blocks = nn.ModuleList(
             TransformerBlock(width, heads)
             for _ in range(check_int("layers", layers))
@@ -172,68 +193,47 @@ class DiffusionPriorNet(CheckedModule):
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, embed_dim)
 
-    def forward(
-        self,
-        noised_image: Tensor,
-        t: Tensor,
-        text_embedding: Tensor,
-        token_states: Tensor,
-        token_mask: Tensor,
-    ) -> Tensor:
-        """noised_image, text_embedding (B, E); t (B,); token_states (B, L,
-        token_dim); token_mask (B, L) bool, True for real tokens."""
-        batch = len(noised_image)
+    def forward(self, x_t: Tensor, t: Tensor, cond: TokenStates) -> Tensor:
+        batch = len(x_t)
         sequence = torch.cat(
             [
-                self.tokens_in(token_states),  # (B, L, w)
-                self.text_in(text_embedding)[:, None],  # (B, 1, w)
-                self.time_in(timestep_embedding(t, self.width))[:, None],
-                self.image_in(noised_image)[:, None],
-                self.query.expand(batch, 1, -1).to(noised_image.dtype),
+                self.tokens_in(cond.states.to(x_t.dtype)),  # (B, L, w)
+                self.time_in(timestep_embedding(t, self.width).to(x_t.dtype))[
+                    :, None
+                ],
+                self.image_in(x_t)[:, None],  # (B, 1, w)
+                self.query.expand(batch, 1, -1).to(x_t.dtype),
             ],
             dim=1,
-        )  # (B, L + 4, w)
+        )  # (B, L + 3, w)
         x = self.positions(sequence)
-        keep = torch.ones(batch, 4, dtype=torch.bool, device=x.device)
-        key_mask = torch.cat([token_mask, keep], dim=1)  # (B, L + 4)
+        slots = torch.ones(batch, 3, dtype=torch.bool, device=x.device)
+        key_mask = torch.cat([cond.mask, slots], dim=1)  # (B, L + 3)
         for block in self.blocks:
             x = block(x, key_mask=key_mask, causal=True)
         return self.out(self.norm(x[:, -1]))  # (B, E) at the query
 
-    def check_inputs(
-        self,
-        noised_image: Tensor,
-        t: Tensor,
-        text_embedding: Tensor,
-        token_states: Tensor,
-        token_mask: Tensor,
-    ) -> None:
-        batch = len(noised_image)
-        for name, value in (("noised_image", noised_image),
-                            ("text_embedding", text_embedding)):  # fmt: skip
-            check_tensor(name, value, dims=2, floating=True)
-            if value.shape != (batch, self.embed_dim):
-                raise ValueError(
-                    f"{name} must be ({batch}, {self.embed_dim}), got "
-                    f"{tuple(value.shape)}"
-                )
-        check_tensor("t", t, dims=1)
-        check_tensor("token_states", token_states, dims=3, floating=True)
-        if (
-            token_states.shape[0] != batch
-            or token_states.shape[2] != self.token_dim
-        ):
+    def null_cond(
+        self, batch: int, device: torch.device | str = "cpu"
+    ) -> TokenStates:
+        """No caption: one token, masked out."""
+        states = torch.zeros(batch, 1, self.token_dim, device=device)
+        return TokenStates(
+            states, torch.zeros(batch, 1, dtype=torch.bool, device=device)
+        )
+
+    def check_inputs(self, x_t: Tensor, t: Tensor, cond: TokenStates) -> None:
+        check_tensor("x_t", x_t, dims=2, floating=True)
+        if x_t.shape[1] != self.embed_dim:
             raise ValueError(
-                f"token_states must be ({batch}, L, {self.token_dim}), got "
-                f"{tuple(token_states.shape)}"
+                f"x_t must be (B, {self.embed_dim}), got {tuple(x_t.shape)}"
             )
-        if (
-            token_mask.shape != token_states.shape[:2]
-            or token_mask.dtype != torch.bool
-        ):
+        check_tensor("t", t, dims=1)
+        check_instance("cond", cond, TokenStates, "TokenStates (prior_condition)")
+        if len(cond) != len(x_t) or cond.states.shape[2] != self.token_dim:
             raise ValueError(
-                f"token_mask must be bool {tuple(token_states.shape[:2])}, got "
-                f"{tuple(token_mask.shape)} {token_mask.dtype}"
+                f"cond must hold ({len(x_t)}, L, {self.token_dim}) token states, "
+                f"got {tuple(cond.states.shape)}"
             )
 
 
