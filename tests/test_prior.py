@@ -197,3 +197,23 @@ def test_decoded_codes_encode_back_to_themselves_at_the_middle_of_their_bucket()
             assert (
                 abs(q.centres[d, k] - inside.median()) < 0.05 * inside.std() + 1e-3
             )
+
+
+def test_rerank_keeps_the_candidate_with_the_largest_dot_product_per_caption():
+    g = torch.Generator().manual_seed(0)
+    candidates, text = (
+        torch.randn(3, 5, 4, generator=g),
+        torch.randn(5, 4, generator=g),
+    )
+    kept = prior.rerank(candidates, text)
+    for b in range(5):  # brute force: every candidate of caption b
+        dots = [float(candidates[k, b] @ text[b]) for k in range(3)]
+        assert torch.equal(kept[b], candidates[dots.index(max(dots)), b])
+    # the dot product, not the cosine: a longer candidate further off wins
+    text = torch.tensor([[1.0, 0.0]])
+    pair = torch.tensor(
+        [[[0.6, 0.8]], [[3.0, 0.0]]]
+    )  # cosine 0.6 vs 1, dot 0.6 vs 3
+    assert torch.equal(prior.rerank(pair, text), torch.tensor([[3.0, 0.0]]))
+    with pytest.raises(ValueError, match="candidates must be"):
+        prior.rerank(candidates, torch.zeros(4, 4))

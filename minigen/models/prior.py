@@ -237,6 +237,23 @@ class DiffusionPriorNet(CheckedModule):
             )
 
 
+def rerank(candidates: Tensor, text_embedding: Tensor) -> Tensor:
+    """Of K sampled image embeddings per caption, candidates (K, B, E), the one with
+    the largest dot product with the caption's text embedding (B, E): unCLIP draws
+    two samples from its diffusion prior and keeps that one. Returns (B, E)."""
+    check_tensor("candidates", candidates, dims=3, floating=True)
+    check_tensor("text_embedding", text_embedding, dims=2, floating=True)
+    if candidates.shape[1:] != text_embedding.shape:
+        raise ValueError(
+            f"candidates must be (K, {', '.join(map(str, text_embedding.shape))}) "
+            f"for text_embedding {tuple(text_embedding.shape)}, got "
+            f"{tuple(candidates.shape)}"
+        )
+    scores = (candidates * text_embedding).sum(dim=-1)  # (K, B)
+    best = scores.argmax(dim=0)  # (B,)
+    return candidates[best, torch.arange(candidates.shape[1])]
+
+
 def embedding_scale(embed_dim: int) -> float:
     """sqrt(embed_dim): multiplies unit-length embeddings so that each coordinate
     has about unit variance before noise is added (DALLE2-pytorch)."""
