@@ -64,7 +64,8 @@ _PUBLIC = {  # module -> the public names it defines
     ),
     "models.oracle": "Oracle load_oracle train_oracle",
     "models.prior": (
-        "DiffusionPriorNet MLPPrior PCAQuantizer prior_condition rerank slerp"
+        "ARPrior DiffusionPriorNet MLPPrior PCAQuantizer prior_condition rerank "
+        "slerp"
     ),
     "models.unet": "UNet",
     "models.upsampler": "train_upsampler",

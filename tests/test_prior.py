@@ -217,3 +217,49 @@ def test_rerank_keeps_the_candidate_with_the_largest_dot_product_per_caption():
     assert torch.equal(prior.rerank(pair, text), torch.tensor([[3.0, 0.0]]))
     with pytest.raises(ValueError, match="candidates must be"):
         prior.rerank(candidates, torch.zeros(4, 4))
+
+
+def make_ar():
+    torch.manual_seed(0)
+    return prior.ARPrior(embed_dim=6, dims=5, buckets=7, width=32, layers=2).eval()
+
+
+def test_each_code_is_predicted_from_the_text_and_the_codes_before_it_only():
+    ar = make_ar()
+    g = torch.Generator().manual_seed(0)
+    text, codes = (
+        torch.randn(2, 6, generator=g),
+        torch.randint(0, 7, (2, 5), generator=g),
+    )
+    logits = ar(text, codes)
+    assert logits.shape == (2, 5, 7)
+    for i in range(5):  # change code i: the logits of codes 0 .. i do not move
+        changed = codes.clone()
+        changed[:, i] = (changed[:, i] + 1) % 7
+        moved = (ar(text, changed) - logits).abs().amax(dim=(0, 2))
+        assert (moved[: i + 1] < 1e-6).all()
+        assert i == 4 or (moved[i + 1 :] > 1e-6).all()
+    assert (ar(text + 1, codes) - logits).abs().amax(dim=(0, 2)).min() > 1e-6
+    # the training loss is the cross-entropy of every code
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 7), codes.reshape(-1)
+    )
+    assert torch.isfinite(loss)
+
+
+def test_sampling_draws_each_code_from_its_conditional_softmax():
+    ar = make_ar()
+    text = torch.randn(1, 6, generator=torch.Generator().manual_seed(1)).expand(
+        4000, 6
+    )
+    codes = ar.sample(text, torch.Generator().manual_seed(2))
+    assert codes.shape == (4000, 5) and 0 <= codes.min() and codes.max() < 7
+    first = torch.bincount(codes[:, 0], minlength=7).float() / 4000
+    expected = ar(text[:1], codes[:1])[0, 0].softmax(
+        -1
+    )  # code 0 reads the text alone
+    assert (first - expected).abs().max() < 0.03
+    again = ar.sample(text, torch.Generator().manual_seed(2))
+    assert torch.equal(again, codes)  # the generator decides every draw
+    with pytest.raises(ValueError, match="codes must lie in"):
+        ar(text[:1], torch.tensor([[7]]))

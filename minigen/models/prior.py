@@ -237,6 +237,81 @@ class DiffusionPriorNet(CheckedModule):
             )
 
 
+class ARPrior(CheckedModule):
+    """The autoregressive prior: the codes of `PCAQuantizer` (B, dims) predicted one
+    after the other by a causal transformer whose first token is the projected text
+    embedding: logits (B, dims, buckets), position i read before code i is seen."""
+
+    def __init__(
+        self,
+        embed_dim: int = 128,
+        dims: int = 32,
+        buckets: int = 64,
+        width: int = 128,
+        layers: int = 2,
+        heads: int = 4,
+    ):
+        super().__init__()
+        self.embed_dim = check_int("embed_dim", embed_dim)
+        self.dims = check_int("dims", dims)
+        self.buckets = check_int("buckets", buckets, minimum=2)
+        self.text_in = nn.Linear(embed_dim, width)
+        self.code_embedding = nn.Embedding(buckets, width)
+        self.positions = LearnedPositions(dims, width)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(width, heads)
+            for _ in range(check_int("layers", layers))
+        )
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, buckets)
+
+    def forward(self, text_embedding: Tensor, codes: Tensor) -> Tensor:
+        """text_embedding (B, E), codes (B, n <= dims) -> logits (B, n, buckets) of
+        codes 0 .. n - 1, each from the text and the codes before it."""
+        prefix = self.text_in(text_embedding)[:, None]  # (B, 1, w)
+        before = self.code_embedding(codes[:, :-1])  # (B, n - 1, w): shifted right
+        x = self.positions(torch.cat([prefix, before], dim=1))  # (B, n, w)
+        for block in self.blocks:
+            x = block(x, causal=True)
+        return self.out(self.norm(x))
+
+    @torch.no_grad()
+    def sample(
+        self, text_embedding: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """(B, E) -> (B, dims) codes, each drawn from the softmax given the ones
+        before it."""
+        batch = len(text_embedding)
+        codes = torch.zeros(
+            batch, 1, dtype=torch.long, device=text_embedding.device
+        )
+        for i in range(self.dims):  # the last column is a placeholder, never read
+            probs = self(text_embedding, codes)[:, i].float().softmax(dim=-1)
+            drawn = torch.multinomial(probs.cpu(), 1, generator=generator)
+            codes[:, i] = drawn[:, 0].to(codes.device)
+            if i + 1 < self.dims:
+                codes = torch.cat([codes, torch.zeros_like(codes[:, :1])], dim=1)
+        return codes
+
+    def check_inputs(self, text_embedding: Tensor, codes: Tensor) -> None:
+        check_tensor("text_embedding", text_embedding, dims=2, floating=True)
+        check_tensor("codes", codes, dims=2)
+        if text_embedding.shape[1] != self.embed_dim or len(codes) != len(
+            text_embedding
+        ):
+            raise ValueError(
+                f"text_embedding must be (B, {self.embed_dim}) and codes (B, n), "
+                f"got {tuple(text_embedding.shape)} and {tuple(codes.shape)}"
+            )
+        if codes.dtype != torch.long or not 1 <= codes.shape[1] <= self.dims:
+            raise ValueError(
+                f"codes must be int64 (B, 1 .. {self.dims}), got {codes.dtype} "
+                f"{tuple(codes.shape)}"
+            )
+        if not 0 <= codes.min() <= codes.max() < self.buckets:
+            raise ValueError(f"codes must lie in [0, {self.buckets})")
+
+
 def rerank(candidates: Tensor, text_embedding: Tensor) -> Tensor:
     """Of K sampled image embeddings per caption, candidates (K, B, E), the one with
     the largest dot product with the caption's text embedding (B, E): unCLIP draws
