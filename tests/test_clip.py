@@ -513,14 +513,11 @@ def test_the_caption_tokenizer_learns_both_languages_and_round_trips_them():
             assert len(ids) < len(text.encode())  # merges were learned and used
     # learned from the captions of the first TOKENIZER_SCENES training scenes, both languages
     labels = world.sample_labels(clip.TOKENIZER_SCENES)
-    assert (
-        tokenizer.merges
-        == BPETokenizer.train(
-            captions.captions(world, labels, "en", world.phrasing_draws(5000))
-            + captions.captions(world, labels, "zh", world.phrasing_draws(5000)),
-            600,
-        ).merges
-    )
+    corpus = captions.captions(
+        world, labels, "en", world.phrasing_draws(5000)
+    ) + captions.captions(world, labels, "zh", world.phrasing_draws(5000))
+    assert clip.caption_corpus(world) == corpus
+    assert tokenizer.merges == BPETokenizer.train(corpus, 600).merges
 
 
 def test_build_clip_makes_either_encoder_with_a_shared_embedding():

@@ -574,18 +574,22 @@ def book_recipe() -> CLIPRecipe:
 TOKENIZER_SCENES = 5000  # training scenes whose captions the tokenizer learns from
 
 
-def caption_tokenizer(world: ShapesWorld, vocabulary_size: int) -> BPETokenizer:
-    """A BPE tokenizer trained on the captions, in every language and in their drawn
-    phrasings, of the first TOKENIZER_SCENES training scenes of `world`."""
+def caption_corpus(world: ShapesWorld) -> list[str]:
+    """The captions, in every language and in their drawn phrasings, of the first
+    TOKENIZER_SCENES training scenes of `world`: what the tokenizer learns from."""
     check_instance("world", world, ShapesWorld)
     labels = world.sample_labels(TOKENIZER_SCENES)
     draws = world.phrasing_draws(TOKENIZER_SCENES)
-    corpus = [
+    return [
         text
         for language in captions.LANGUAGES
         for text in captions.captions(world, labels, language, draws)
     ]
-    return BPETokenizer.train(corpus, vocabulary_size)
+
+
+def caption_tokenizer(world: ShapesWorld, vocabulary_size: int) -> BPETokenizer:
+    """A BPE tokenizer trained on `caption_corpus(world)`."""
+    return BPETokenizer.train(caption_corpus(world), vocabulary_size)
 
 
 def build_clip(

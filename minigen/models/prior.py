@@ -84,12 +84,8 @@ class PCAQuantizer:
 
     def encode(self, embeddings: Tensor) -> Tensor:
         """(N, E) -> (N, dims) int64 codes in [0, buckets)."""
-        coordinates = self.project(embeddings)  # (N, dims)
-        codes = [
-            torch.bucketize(coordinates[:, d].contiguous(), self.edges[d])
-            for d in range(self.dims)
-        ]
-        return torch.stack(codes, dim=1)
+        coordinates = self.project(embeddings).T.contiguous()  # (dims, N)
+        return torch.searchsorted(self.edges, coordinates).T  # edge < x <= edge
 
     def decode(self, codes: Tensor) -> Tensor:
         """(N, dims) codes -> (N, E) float32 embeddings."""
@@ -101,8 +97,7 @@ class PCAQuantizer:
             )
         if codes.numel() and not 0 <= codes.min() <= codes.max() < self.buckets:
             raise ValueError(f"codes must lie in [0, {self.buckets})")
-        coordinates = torch.gather(self.centres.expand(len(codes), -1, -1), 2,
-                                   codes[:, :, None])[:, :, 0]  # fmt: skip
+        coordinates = self.centres[torch.arange(self.dims), codes]  # (N, dims)
         return (coordinates @ self.axes + self.mean).float()
 
     def _check(self, embeddings: Tensor) -> None:
@@ -195,12 +190,11 @@ class DiffusionPriorNet(CheckedModule):
 
     def forward(self, x_t: Tensor, t: Tensor, cond: TokenStates) -> Tensor:
         batch = len(x_t)
+        time = self.time_in(timestep_embedding(t, self.width).to(x_t.dtype))
         sequence = torch.cat(
             [
                 self.tokens_in(cond.states.to(x_t.dtype)),  # (B, L, w)
-                self.time_in(timestep_embedding(t, self.width).to(x_t.dtype))[
-                    :, None
-                ],
+                time[:, None],  # (B, 1, w)
                 self.image_in(x_t)[:, None],  # (B, 1, w)
                 self.query.expand(batch, 1, -1).to(x_t.dtype),
             ],
@@ -281,16 +275,16 @@ class ARPrior(CheckedModule):
     ) -> Tensor:
         """(B, E) -> (B, dims) codes, each drawn from the softmax given the ones
         before it."""
-        batch = len(text_embedding)
         codes = torch.zeros(
-            batch, 1, dtype=torch.long, device=text_embedding.device
-        )
-        for i in range(self.dims):  # the last column is a placeholder, never read
-            probs = self(text_embedding, codes)[:, i].float().softmax(dim=-1)
-            drawn = torch.multinomial(probs.cpu(), 1, generator=generator)
+            len(text_embedding), self.dims, dtype=torch.long,
+            device=text_embedding.device,
+        )  # fmt: skip
+        for i in range(self.dims):  # logits i read the codes before i only
+            logits = self(text_embedding, codes[:, : i + 1])[:, i]
+            drawn = torch.multinomial(
+                logits.float().softmax(-1).cpu(), 1, generator=generator
+            )
             codes[:, i] = drawn[:, 0].to(codes.device)
-            if i + 1 < self.dims:
-                codes = torch.cat([codes, torch.zeros_like(codes[:, :1])], dim=1)
         return codes
 
     def check_inputs(self, text_embedding: Tensor, codes: Tensor) -> None:
