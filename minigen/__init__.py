@@ -57,6 +57,7 @@ _PUBLIC = {  # module -> the public names it defines
     "diffusion.training": "train_diffusion",
     "eval.metrics": "frechet_distance frechet_oracle_distance psnr",
     "eval.harness": "model_quality sample_images score_images request_scores",
+    "eval.prompts": "prompt_hits score_prompts",
     "models.autoencoder": "Autoencoder linear_probe train_autoencoder",
     "models.clip": (
         "CLIP CLIPRecipe ResNetEncoder TextEncoder VisionTransformer "
@@ -78,6 +79,7 @@ _PUBLIC = {  # module -> the public names it defines
     "nn.embeddings": "TokenStates timestep_embedding",
     "nn.resample": "UPSAMPLERS make_upsampler",
     "nn.transformer": "TransformerBlock",
+    "pipelines.unclip": "UnCLIP load_unclip",
     "tokenizers.bpe": "BPETokenizer",
     "ops.alias": (
         "aliasing_report blur_subsample energy_above power_spectrum zone_plate"

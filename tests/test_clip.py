@@ -124,6 +124,32 @@ def test_the_text_is_read_at_its_end_token_and_nothing_after_it_counts():
     assert not torch.allclose(encoder(changed)[0], features[0], atol=1e-4)
 
 
+def test_token_states_are_the_normed_states_up_to_each_end_token():
+    torch.manual_seed(0)
+    encoder = small_text_encoder().eval()
+    tokens = tokens_ending_at([3, 7, 11])
+    cond = encoder.token_states(tokens)
+    assert cond.states.shape == (3, 12, encoder.final_norm.normalized_shape[0])
+    assert cond.mask.sum(1).tolist() == [4, 8, 12]  # up to and with the end token
+    assert cond.mask[0, :4].all() and not cond.mask[0, 4:].any()
+    # the embedding is the projection of the state at the end token
+    ends = torch.tensor([3, 7, 11])
+    torch.testing.assert_close(
+        encoder(tokens), encoder.projection(cond.states[torch.arange(3), ends])
+    )
+    # a row alone, unpadded, has the same real states (causal: padding unseen)
+    alone = encoder.token_states(tokens[:1, :4])
+    torch.testing.assert_close(
+        alone.states[0], cond.states[0, :4], atol=1e-6, rtol=0
+    )
+    # each state is LayerNormed: mean 0, variance 1 before the affine (gain 1 at init)
+    torch.testing.assert_close(
+        cond.states.mean(-1), torch.zeros(3, 12), atol=1e-5, rtol=0
+    )
+    with pytest.raises(ValueError, match="token ids"):
+        encoder.token_states(tokens + 1000)
+
+
 def test_no_gradient_reaches_the_positions_after_the_end_token():
     encoder = small_text_encoder()
     tokens = tokens_ending_at([4, 9])

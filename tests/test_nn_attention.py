@@ -404,6 +404,40 @@ def test_self_attention_2d_matches_sdpa_and_checks_inputs():
         layer(torch.ones(2, 8, 3, 4, dtype=torch.long))
 
 
+def test_self_attention_2d_with_context_attends_to_tokens_and_positions():
+    torch.manual_seed(5)
+    layer = SelfAttention2d(8, heads=2, context_dim=5).double()
+    randomise_zero_parameters(layer)
+    x = torch.randn(2, 8, 3, 4, dtype=torch.float64)
+    context = torch.randn(2, 3, 5, dtype=torch.float64)
+    with torch.no_grad():
+        q, k, v = layer.qkv(layer.norm(x)).flatten(2).chunk(3, 1)  # (B, C, HW)
+        k_c, v_c = layer.context_kv(context).chunk(2, -1)  # (B, Lc, C)
+        keys = torch.cat([k_c, k.transpose(1, 2)], 1)  # (B, Lc + HW, C)
+        values = torch.cat([v_c, v.transpose(1, 2)], 1)
+        heads = [
+            F.scaled_dot_product_attention(
+                q.transpose(1, 2)[..., h * 4 : h * 4 + 4],
+                keys[..., h * 4 : h * 4 + 4],
+                values[..., h * 4 : h * 4 + 4],
+            )
+            for h in range(2)
+        ]  # each (B, HW, 4)
+        out = torch.cat(heads, -1).transpose(1, 2).reshape(2, 8, 3, 4)
+        expected = x + layer.proj_out(out)
+        torch.testing.assert_close(
+            layer(x, context), expected, rtol=1e-12, atol=1e-12
+        )
+        # the tokens matter: other tokens, other output
+        assert (layer(x, context) - layer(x, context.flip(0))).abs().amax() > 1e-6
+    with pytest.raises(ValueError, match="context"):
+        layer(x.float())
+    with pytest.raises(ValueError, match=r"context must have shape \(2, L, 5\)"):
+        layer(x, torch.randn(2, 3, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="context_dim=None"):
+        SelfAttention2d(8, heads=2)(x.float(), context.float())
+
+
 def test_self_attention_2d_is_the_identity_at_initialisation():
     torch.manual_seed(6)
     x = torch.randn(2, 8, 3, 4)

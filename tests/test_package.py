@@ -25,6 +25,16 @@ ALLOWED = {
     "exercises": {"core"},
     "results": {"core"},
     "tokenizers": {"core"},
+    "pipelines": {
+        "core",
+        "data",
+        "ops",
+        "nn",
+        "diffusion",
+        "eval",
+        "models",
+        "tokenizers",
+    },
 }
 
 

@@ -515,15 +515,17 @@ def test_every_decoder_block_reads_the_mirrored_encoder_activation():
 
 
 @pytest.mark.parametrize(
-    "class_counts, cond_dim", [(None, None), ((3, 4), None), (None, 6)]
+    "class_counts, cond_dim, cond_tokens",
+    [(None, None, 0), ((3, 4), None, 0), (None, 6, 0), (None, 6, 2)],
 )
-def test_unet_every_parameter_learns(class_counts, cond_dim):
+def test_unet_every_parameter_learns(class_counts, cond_dim, cond_tokens):
     torch.manual_seed(0)
     model = small_unet(
         channel_mults=(1, 2, 2),
         attention_levels=(0, 2),
         class_counts=class_counts,
         cond_dim=cond_dim,
+        cond_tokens=cond_tokens,
     )
     randomise_zero_parameters(model)
     x, t, target = (
@@ -599,6 +601,40 @@ def test_unet_embedding_conditions_the_output_and_its_null_is_learned():
         model(x, t, torch.ones(2, 6, dtype=torch.long))
     with pytest.raises(ValueError, match="not both"):
         small_unet(class_counts=(2,), cond_dim=4)
+
+
+def test_unet_embedding_tokens_reach_every_attention_layer():
+    torch.manual_seed(0)
+    model = small_unet(cond_dim=6, cond_tokens=3, attention_levels=(0, 1))
+    randomise_zero_parameters(model)
+    x, t, cond = torch.randn(2, 3, 8, 8), torch.tensor([3, 400]), torch.randn(2, 6)
+    tokens = model.context(cond, 2)
+    projection = model.token_projection
+    torch.testing.assert_close(
+        tokens, (cond @ projection.weight.T + projection.bias).view(2, 3, 64)
+    )
+    torch.testing.assert_close(
+        model.context(None, 2), model.context(model.null_cond(2), 2)
+    )
+    seen = []
+    layers = [m for m in model.modules() if isinstance(m, SelfAttention2d)]
+    assert len(layers) == 7  # 2 encoder units, the middle, 4 decoder units
+    handles = [
+        layer.register_forward_pre_hook(lambda _m, args: seen.append(args[1]))
+        for layer in layers
+    ]
+    out = model(x, t, cond)
+    for handle in handles:
+        handle.remove()
+    assert len(seen) == len(layers)
+    for context in seen:
+        assert torch.equal(context, tokens)
+    # the tokens alone change the output: the same time embedding, other tokens
+    model.token_projection.bias.data += 1.0
+    assert (model(x, t, cond) - out).abs().amax() > 1e-5
+    assert torch.equal(model(x, t), model(x, t, model.null_cond(2)))
+    with pytest.raises(ValueError, match="need cond_dim"):
+        small_unet(cond_tokens=2)
 
 
 def test_unet_embed_is_the_time_embedding_plus_the_condition():

@@ -9,7 +9,9 @@
   features and the linear probe;
 - `vae`: the VAE of chapter 4, the ELBO, beta, active units and the two gradient
   estimators;
-- `unet`: the diffusion U-Net of chapter 5.
+- `unet`: the diffusion U-Net of chapter 5;
+- `clip`: CLIP's encoders, loss and trainer of chapter 6, `load_clip` (cached);
+- `prior`: DALL·E 2's priors and the interpolation of chapter 7.
 
 Every `train_*` takes `seed=` (the same seed, the same weights) and `checkpoint=`
 with `checkpoint_every=`: an interrupted training resumes from the file bit for bit.

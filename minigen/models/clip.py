@@ -58,7 +58,7 @@ from minigen.core.validators import (
 from minigen.data import captions
 from minigen.data.shapes import SPLITS, ShapesWorld
 from minigen.nn.attention import MultiHeadAttention
-from minigen.nn.embeddings import LearnedPositions
+from minigen.nn.embeddings import LearnedPositions, TokenStates
 from minigen.nn.layers import CheckedModule
 from minigen.nn.transformer import TransformerBlock
 from minigen.tokenizers.bpe import BPETokenizer
@@ -98,12 +98,20 @@ class TextEncoder(CheckedModule):
 
     def forward(self, tokens: Tensor) -> Tensor:
         end = tokens.argmax(dim=1)  # (B,) the end token has the largest id
+        x = self.token_states(tokens).states  # (B, L, width)
+        return self.projection(x[torch.arange(len(x)), end])  # (B, embed_dim)
+
+    def token_states(self, tokens: Tensor) -> TokenStates:
+        """The final states (B, L, width) of the tokens up to the batch's last end
+        token, masked after each row's end: what a prior or decoder reads."""
+        self.check_inputs(tokens)
+        end = tokens.argmax(dim=1)  # (B,) the end token has the largest id
         tokens = tokens[:, : end.max() + 1]  # padding after every end: unseen, cut
         x = self.positions(self.token_embedding(tokens))  # (B, L, width)
         for block in self.blocks:
             x = block(x, causal=True)  # token i sees tokens <= i: padding is unseen
-        x = self.final_norm(x)
-        return self.projection(x[torch.arange(len(x)), end])  # (B, embed_dim)
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        return TokenStates(self.final_norm(x), positions <= end[:, None])
 
     def check_inputs(self, tokens: Tensor) -> None:
         check_tensor("tokens", tokens, dims=2, shape="(B, L) token ids")

@@ -77,6 +77,22 @@ class PCAQuantizer:
         self.edges = quantiles[2:-1:2].T.contiguous()  # (dims, K - 1) inner edges
         self.centres = quantiles[1::2].T.contiguous()  # (dims, K) medians
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """The fitted tensors, to save; `from_state_dict` restores the quantizer."""
+        names = ("mean", "axes", "edges", "centres", "explained")
+        return {name: getattr(self, name) for name in names}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor]) -> PCAQuantizer:
+        quantizer = cls.__new__(cls)
+        for name, value in state.items():
+            setattr(quantizer, name, value)
+        quantizer.dims, quantizer.buckets = (
+            len(state["axes"]),
+            len(state["centres"][0]),
+        )
+        return quantizer
+
     def project(self, embeddings: Tensor) -> Tensor:
         """(N, E) -> (N, dims): coordinates on the principal axes."""
         self._check(embeddings)

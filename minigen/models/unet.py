@@ -59,8 +59,8 @@ MAX_LEVELS = 8  # a 2^7 = 128-fold halving is already more than any image here n
 
 
 class _AttentiveResidualBlock(nn.Module):
-    """A ResidualBlock, followed by SelfAttention2d when `attend`: one unit of a
-    level."""
+    """A ResidualBlock, followed by SelfAttention2d when `attend` (to the positions
+    and, with context_dim, to context tokens): one unit of a level."""
 
     def __init__(
         self,
@@ -70,13 +70,17 @@ class _AttentiveResidualBlock(nn.Module):
         dropout: float,
         attend: bool,
         heads: int,
+        context_dim: int | None = None,
     ):
         super().__init__()
         self.residual = ResidualBlock(c_in, c_out, emb_dim, dropout)
-        self.attention = SelfAttention2d(c_out, heads) if attend else nn.Identity()
+        self.attention = (
+            SelfAttention2d(c_out, heads, context_dim) if attend else None
+        )
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        return self.attention(self.residual(x, emb))  # (B, c_out, H, W)
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None) -> Tensor:
+        h = self.residual(x, emb)  # (B, c_out, H, W)
+        return h if self.attention is None else self.attention(h, context)
 
 
 class UNet(CheckedModule):
@@ -99,7 +103,9 @@ class UNet(CheckedModule):
       embedded by a LabelEmbedding whose row class_counts[k] of attribute k is the
       NULL label;
     - cond_dim: cond is an embedding (B, cond_dim) float, e.g. a CLIP image
-      embedding, projected by an EmbeddingProjection with a learned NULL vector.
+      embedding, projected by an EmbeddingProjection with a learned NULL vector;
+      with cond_tokens = K > 0 it is also projected to K tokens of emb_dim that
+      every attention layer attends to besides the positions (DALL-E 2's decoder).
     cond=None means the NULL condition; `null_cond(B)` returns it. Without either,
     the model is unconditional.
     """
@@ -116,6 +122,7 @@ class UNet(CheckedModule):
         class_counts: Sequence[int] | None = None,
         heads: int = 4,
         cond_dim: int | None = None,
+        cond_tokens: int = 0,
     ):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, maximum=1024)
@@ -141,11 +148,15 @@ class UNet(CheckedModule):
         self.cond_embedding = _condition_embedding(class_counts, cond_dim, emb_dim)
         self.class_counts = getattr(self.cond_embedding, "class_counts", None)
         self.cond_dim = getattr(self.cond_embedding, "cond_dim", None)
+        self.cond_tokens = _check_cond_tokens(cond_tokens, self.cond_dim)
+        context_dim = emb_dim if self.cond_tokens else None
+        if self.cond_tokens:  # (B, cond_dim) -> (B, K * emb_dim)
+            self.token_projection = nn.Linear(cond_dim, cond_tokens * emb_dim)
 
         def unit(c_in: int, c_out: int, level: int) -> _AttentiveResidualBlock:
             attend = level in attention_levels
             block = _AttentiveResidualBlock
-            return block(c_in, c_out, emb_dim, dropout, attend, heads)
+            return block(c_in, c_out, emb_dim, dropout, attend, heads, context_dim)
 
         widths = [base_channels * mult for mult in channel_mults]
         self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
@@ -164,7 +175,7 @@ class UNet(CheckedModule):
                 skip_channels.append(channels)
 
         self.middle_in = ResidualBlock(channels, channels, emb_dim, dropout)
-        self.middle_attention = SelfAttention2d(channels, heads)
+        self.middle_attention = SelfAttention2d(channels, heads, context_dim)
         self.middle_out = ResidualBlock(channels, channels, emb_dim, dropout)
 
         # the decoder, coarsest level first
@@ -221,26 +232,38 @@ class UNet(CheckedModule):
             cond = self.null_cond(len(t), t.device)
         return self.cond_embedding(emb, cond.to(t.device))  # emb + cond's embedding
 
+    def context(self, cond: Tensor | None, batch: int) -> Tensor | None:
+        """The cond_tokens tokens (B, K, emb_dim) projected from the embedding
+        cond (NULL for None); None without cond_tokens."""
+        if not self.cond_tokens:
+            return None
+        if cond is None:
+            cond = self.null_cond(batch, self.token_projection.weight.device)
+        tokens = self.token_projection(cond)  # (B, K * emb_dim)
+        return tokens.view(batch, self.cond_tokens, -1)  # (B, K, emb_dim)
+
     def forward(
         self, x: Tensor, t: Tensor | int | float, cond: Condition | None = None
     ) -> Tensor:
         """x (B, C, S, S), t (B,) or a number for all, cond or None -> x's shape."""
         t = torch.as_tensor(t, device=x.device).expand(len(x))  # one per image
         emb = self.embed(t, cond)  # (B, emb_dim)
+        context = self.context(cond, len(x))  # (B, K, emb_dim) or None
         h = self.stem(x)  # (B, base, S, S)
         skips = [h]
         for level, blocks in enumerate(self.down_levels):
             for block in blocks:
-                h = block(h, emb)  # (B, width_level, S / 2^level, S / 2^level)
+                h = block(h, emb, context)  # (B, width_level, S / 2^l, S / 2^l)
                 skips.append(h)
             if level < len(self.downsamples):
                 h = self.downsamples[level](h)  # (B, width_level, H / 2, W / 2)
                 skips.append(h)
-        h = self.middle_out(self.middle_attention(self.middle_in(h, emb)), emb)
+        h = self.middle_attention(self.middle_in(h, emb), context)
+        h = self.middle_out(h, emb)
         for level, blocks in enumerate(self.up_levels):
             for block in blocks:
                 # concatenate the mirrored encoder activation (the skip connection)
-                h = block(torch.cat([h, skips.pop()], dim=1), emb)
+                h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
             if level < len(self.upsamples):
                 h = self.upsamples[level](h)  # (B, width, 2H, 2W)
         return self.out(h)  # (B, C, S, S)
@@ -289,6 +312,16 @@ def _condition_embedding(
         return LabelEmbedding(class_counts, emb_dim)
     cond_dim = check_optional(check_int, "cond_dim", cond_dim, maximum=65_536)
     return None if cond_dim is None else EmbeddingProjection(cond_dim, emb_dim)
+
+
+def _check_cond_tokens(cond_tokens: int, cond_dim: int | None) -> int:
+    cond_tokens = check_int("cond_tokens", cond_tokens, minimum=0, maximum=256)
+    if cond_tokens and cond_dim is None:
+        raise ValueError(
+            "cond_tokens are projected from an embedding: they need cond_dim, got "
+            f"cond_tokens={cond_tokens} and cond_dim=None"
+        )
+    return cond_tokens
 
 
 def _check_levels(

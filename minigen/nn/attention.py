@@ -32,6 +32,7 @@ from minigen.core.validators import (
     check_bool,
     check_int,
     check_tensor,
+    describe,
 )
 from minigen.nn.layers import CheckedModule, group_norm, zero_init
 
@@ -163,29 +164,50 @@ class SelfAttention2d(CheckedModule):
     GroupNorm, a 1x1 convolution to queries, keys and values, `heads` heads of
     d = C / heads channels each attending over all H*W positions, then a 1x1 output
     convolution that starts at zero (a fresh layer is the identity).
+
+    With context_dim, a few context tokens (B, Lc, context_dim) join the keys and
+    values (projected by a Linear to both): each position attends to the other
+    positions and to the tokens, the extra tokens of GLIDE and DALL-E 2's decoder.
     """
 
-    def __init__(self, channels: int, heads: int = 4):
+    def __init__(
+        self, channels: int, heads: int = 4, context_dim: int | None = None
+    ):
         super().__init__()
         self.channels, self.heads = _check_heads("channels", channels, heads)
         self.norm = group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.context_dim = context_dim
+        if context_dim is not None:
+            context_dim = check_int("context_dim", context_dim)
+            self.context_kv = nn.Linear(context_dim, 2 * channels)
         self.proj_out = zero_init(nn.Conv2d(channels, channels, 1))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         height = x.shape[2]
-        q, k, v = self.qkv(self.norm(x)).chunk(3, dim=1)  # each (B, C, H, W)
         q, k, v = (
-            rearrange(
-                z, "b (n d) h w -> b n (h w) d", n=self.heads
-            )  # (B, n, HW, d)
-            for z in (q, k, v)
-        )
+            rearrange(z, "b (n d) h w -> b n (h w) d", n=self.heads)
+            for z in self.qkv(self.norm(x)).chunk(3, dim=1)
+        )  # each (B, n, HW, d)
+        if context is not None:  # keys and values of the tokens come first
+            k_c, v_c = (
+                rearrange(z, "b l (n d) -> b n l d", n=self.heads)
+                for z in self.context_kv(context).chunk(2, dim=-1)
+            )  # each (B, n, Lc, d)
+            k, v = torch.cat([k_c, k], dim=2), torch.cat([v_c, v], dim=2)
         out = rearrange(attention(q, k, v), "b n (h w) d -> b (n d) h w", h=height)
         return x + self.proj_out(out)  # (B, C, H, W)
 
-    def check_inputs(self, x: Tensor) -> None:
+    def check_inputs(self, x: Tensor, context: Tensor | None = None) -> None:
         _check_feature_map(x, self.channels)
+        if (context is None) != (self.context_dim is None):
+            raise ValueError(
+                "context (B, Lc, context_dim) is needed exactly when the layer has "
+                f"a context_dim; context_dim={self.context_dim}, context "
+                f"{describe(context)}"
+            )
+        if context is not None:
+            _check_tokens("context", context, self.context_dim, batch=x.shape[0])
 
 
 class CrossAttention2d(CheckedModule):
