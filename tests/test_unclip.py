@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from minigen.data.shapes import ShapesWorld
 from minigen.diffusion.sampling import SamplerOptions, ddim_sample
 from minigen.models import clip
-from minigen.pipelines import unclip
 from minigen.nn.embeddings import TokenStates
+from minigen.pipelines import unclip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
