@@ -18,6 +18,7 @@ from minigen.exercises import (
     ch04_vae,
     ch05_diffusion,
     ch06_clip,
+    ch07_dalle2,
     engine,
 )
 from minigen.exercises.engine import CheckResult, judge_size, run
@@ -29,6 +30,7 @@ CHAPTERS = [
     ch04_vae,
     ch05_diffusion,
     ch06_clip,
+    ch07_dalle2,
 ]
 CHECKERS = [
     getattr(exercises, name)

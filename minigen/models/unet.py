@@ -85,7 +85,9 @@ class _AttentiveResidualBlock(nn.Module):
 
 class UNet(CheckedModule):
     """eps / x0 / v predictor for diffusion: (B, C, S, S) noisy images, (B,)
-    timesteps and an optional condition -> (B, C, S, S).
+    timesteps and an optional condition -> (B, out_channels, S, S), out_channels
+    = C unless given (e.g. an upsampler reads its low-resolution condition as extra
+    input channels).
 
     Level i works at base_channels * channel_mults[i] channels and side image_size /
     2^i. The encoder runs blocks_per_level residual blocks per level (each followed
@@ -123,9 +125,12 @@ class UNet(CheckedModule):
         heads: int = 4,
         cond_dim: int | None = None,
         cond_tokens: int = 0,
+        out_channels: int | None = None,
     ):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, maximum=1024)
+        out_channels = in_channels if out_channels is None else out_channels
+        check_int("out_channels", out_channels, maximum=1024)
         self.base_channels = check_int("base_channels", base_channels, maximum=4096)
         self.image_size = check_int("image_size", image_size, maximum=4096)
         blocks_per_level = check_int(
@@ -191,7 +196,7 @@ class UNet(CheckedModule):
                 self.upsamples.append(ResizeConvUp(channels))  # nearest x2, conv
         self.out = nn.Sequential(
             norm_act(channels),
-            zero_init(nn.Conv2d(channels, in_channels, 3, padding=1)),
+            zero_init(nn.Conv2d(channels, out_channels, 3, padding=1)),
         )
 
     def null_cond(
@@ -245,7 +250,8 @@ class UNet(CheckedModule):
     def forward(
         self, x: Tensor, t: Tensor | int | float, cond: Condition | None = None
     ) -> Tensor:
-        """x (B, C, S, S), t (B,) or a number for all, cond or None -> x's shape."""
+        """x (B, C, S, S), t (B,) or a number for all, cond or None ->
+        (B, out_channels, S, S)."""
         t = torch.as_tensor(t, device=x.device).expand(len(x))  # one per image
         emb = self.embed(t, cond)  # (B, emb_dim)
         context = self.context(cond, len(x))  # (B, K, emb_dim) or None
@@ -266,7 +272,7 @@ class UNet(CheckedModule):
                 h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
             if level < len(self.upsamples):
                 h = self.upsamples[level](h)  # (B, width, 2H, 2W)
-        return self.out(h)  # (B, C, S, S)
+        return self.out(h)  # (B, out_channels, S, S)
 
     def check_inputs(
         self, x: Tensor, t: Tensor | int | float, cond: Condition | None = None
