@@ -14,7 +14,10 @@ The package, one folder per layer of the architecture:
     diffusion/  noise schedules, objectives, samplers, training, the 2-D toy
     models/     the chapters' models: oracle, autoencoder, VAE, U-Net, upsampler,
                 CLIP
-    eval/       metrics (PSNR, Frechet distance, TV), sampling-and-scoring harness
+    eval/       metrics (PSNR, Frechet distance, TV), sampling-and-scoring harness,
+                oracle scoring of prompts
+    pipelines/  the chapters' models chained: unCLIP (chapter 7) and the cascade's
+                32 -> 64 upsampler
     viz/        grids, figures, widgets (the only place importing matplotlib)
     exercises/  the checking engine and one module of exercises per chapter
     results/    measured results the chapters cite (what benchmarks printed)
@@ -79,6 +82,7 @@ _PUBLIC = {  # module -> the public names it defines
     "nn.embeddings": "TokenStates timestep_embedding",
     "nn.resample": "UPSAMPLERS make_upsampler",
     "nn.transformer": "TransformerBlock",
+    "pipelines.cascade": "load_upsampler",
     "pipelines.unclip": "UnCLIP load_unclip",
     "tokenizers.bpe": "BPETokenizer",
     "ops.alias": (
@@ -124,6 +128,7 @@ _SUBPACKAGES = (
     "exercises",
     "results",
     "tokenizers",
+    "pipelines",
 )
 
 __all__ = sorted([*_HOME, *_SUBPACKAGES])

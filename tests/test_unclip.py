@@ -90,9 +90,28 @@ def test_decoder_batches_are_scenes_in_model_range_and_their_image_embeddings(
     images, embeddings = unclip.decoder_batches(model.clip, WORLD, 3)(2)
     scenes = WORLD.scenes(range(6, 9))
     torch.testing.assert_close(images, 2 * scenes.images - 1)
-    torch.testing.assert_close(embeddings, model.clip.encode_image(scenes.images))
+    unit = model.clip.encode_image(scenes.images)  # (3, 32), unit rows
+    torch.testing.assert_close(embeddings, unit * 32**0.5)  # scaled by sqrt(E)
+    torch.testing.assert_close(embeddings.norm(dim=1), torch.full((3,), 32**0.5))
     decoder = unclip.build_decoder(TINY, 32, 32)
     assert decoder.cond_dim == 32 and decoder.cond_tokens == TINY.decoder_tokens
+    assert decoder.coordinates == TINY.decoder_coordinates
+
+
+def test_decode_reads_the_embedding_as_decoder_batches_give_it(
+    trained, monkeypatch
+):
+    model, _ = trained
+    seen = []
+    forward = model.decoder.forward
+    monkeypatch.setattr(
+        model.decoder,
+        "forward",
+        lambda x, t, cond=None: seen.append(cond) or forward(x, t, cond),
+    )
+    unit = F.normalize(torch.randn(2, 32), dim=-1)
+    model.decode(unit, guidance=None, steps=1)
+    torch.testing.assert_close(seen[0], unit * 32**0.5)
 
 
 def test_each_prior_returns_what_it_says(trained):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from minigen.models.unet import UNet
+from minigen.models.unet import UNet, with_coordinates
 from minigen.nn.attention import SelfAttention2d
 from minigen.nn.embeddings import (
     EmbeddingProjection,
@@ -866,3 +866,39 @@ def test_unet_embed_rejects_bad_conditions_and_timesteps():
         model.embed(t, [1])
     with pytest.raises(TypeError, match="t must be a torch.Tensor"):
         model.embed(None)
+
+
+def test_coordinate_channels_are_each_pixels_column_and_row():
+    x = torch.randn(2, 3, 4, 5)
+    grid = with_coordinates(x)
+    assert grid.shape == (2, 5, 4, 5)
+    torch.testing.assert_close(grid[:, :3], x)
+    for row in range(4):
+        for column in range(5):
+            expected = torch.tensor([2 * column / 4 - 1, 2 * row / 3 - 1])
+            torch.testing.assert_close(grid[1, 3:, row, column], expected)
+
+
+def test_a_coordconv_unet_with_zero_coordinate_weights_is_the_plain_unet():
+    torch.manual_seed(0)
+    plain = UNet(base_channels=8, image_size=16, cond_dim=6)
+    torch.manual_seed(0)
+    located = UNet(base_channels=8, image_size=16, cond_dim=6, coordinates=True)
+    assert located.stem.weight.shape[1] == 5
+    state = plain.state_dict()
+    stem = torch.zeros_like(located.stem.weight)
+    stem[:, :3] = state["stem.weight"]
+    located.load_state_dict(state | {"stem.weight": stem})
+    for module in (plain, located):  # outputs that are not zero
+        torch.nn.init.normal_(
+            module.out[-1].weight, generator=torch.Generator().manual_seed(1)
+        )
+    x, t, cond = (
+        torch.randn(2, 3, 16, 16),
+        torch.tensor([3, 400]),
+        torch.randn(2, 6),
+    )
+    torch.testing.assert_close(located(x, t, cond), plain(x, t, cond))
+    with torch.no_grad():
+        located.stem.weight[:, 3:] = 0.1  # now the coordinates are read
+    assert not torch.allclose(located(x, t, cond), plain(x, t, cond), atol=1e-3)

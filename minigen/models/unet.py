@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from minigen.core.validators import (
+    check_bool,
     check_float,
     check_instance,
     check_int,
@@ -110,6 +111,10 @@ class UNet(CheckedModule):
       every attention layer attends to besides the positions (DALL-E 2's decoder).
     cond=None means the NULL condition; `null_cond(B)` returns it. Without either,
     the model is unconditional.
+
+    coordinates: append each pixel's x and y (from -1 to 1) to the input as two
+    more channels (CoordConv), so that a condition can say *where* to draw: a
+    convolution alone only knows where it is from the padding at the borders.
     """
 
     def __init__(
@@ -126,6 +131,7 @@ class UNet(CheckedModule):
         cond_dim: int | None = None,
         cond_tokens: int = 0,
         out_channels: int | None = None,
+        coordinates: bool = False,
     ):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, maximum=1024)
@@ -164,7 +170,9 @@ class UNet(CheckedModule):
             return block(c_in, c_out, emb_dim, dropout, attend, heads, context_dim)
 
         widths = [base_channels * mult for mult in channel_mults]
-        self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.coordinates = check_bool("coordinates", coordinates)
+        stem_in = in_channels + 2 * coordinates  # + x and y channels (CoordConv)
+        self.stem = nn.Conv2d(stem_in, base_channels, 3, padding=1)
         # the channels of every tensor the encoder keeps for the decoder
         skip_channels, channels = [base_channels], base_channels
         self.down_levels, self.downsamples = nn.ModuleList(), nn.ModuleList()
@@ -255,7 +263,9 @@ class UNet(CheckedModule):
         t = torch.as_tensor(t, device=x.device).expand(len(x))  # one per image
         emb = self.embed(t, cond)  # (B, emb_dim)
         context = self.context(cond, len(x))  # (B, K, emb_dim) or None
-        h = self.stem(x)  # (B, base, S, S)
+        h = self.stem(
+            with_coordinates(x) if self.coordinates else x
+        )  # (B, base, S, S)
         skips = [h]
         for level, blocks in enumerate(self.down_levels):
             for block in blocks:
@@ -303,6 +313,17 @@ class UNet(CheckedModule):
             raise ValueError(
                 f"cond must hold one condition per image: {len(x)}, got {len(cond)}"
             )
+
+
+def with_coordinates(x: Tensor) -> Tensor:
+    """x (B, C, H, W) with two more channels holding each pixel's column and row,
+    from -1 to 1 (R. Liu et al., "An intriguing failing of convolutional neural
+    networks and the CoordConv solution", NeurIPS 2018): (B, C + 2, H, W)."""
+    batch, _, height, width = x.shape
+    rows = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
+    columns = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
+    grid = torch.stack(torch.meshgrid(columns, rows, indexing="xy"))  # (2, H, W)
+    return torch.cat([x, grid.expand(batch, -1, -1, -1)], dim=1)
 
 
 def _condition_embedding(

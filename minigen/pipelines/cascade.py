@@ -58,8 +58,8 @@ class UpsamplerRecipe:
     Gaussian blur of a random width up to max_blur (in low-resolution pixels) and
     Gaussian noise of a random standard deviation up to max_noise."""
 
-    steps: int = 600
-    batch: int = 16
+    steps: int = 500
+    batch: int = 8
     channels: int = 16
     lr: float = 2e-3
     max_blur: float = 0.6

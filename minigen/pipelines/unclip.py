@@ -78,6 +78,7 @@ class UnCLIPRecipe:
     decoder_batch: int = 32
     decoder_channels: int = 16
     decoder_tokens: int = 4
+    decoder_coordinates: bool = True  # x and y input channels (CoordConv)
     decoder_lr: float = 2e-3
     cond_dropout: float = 0.1
     pairs: int = 10_000  # captioned training scenes the priors learn from
@@ -95,6 +96,8 @@ class UnCLIPRecipe:
             value = getattr(self, field.name)
             if field.name == "cond_dropout":
                 check_probability(field.name, value)
+            elif field.type == "bool":
+                check_bool(field.name, value)
             elif field.type == "float":
                 check_positive(field.name, value)
             elif field.name == "seed":
@@ -205,7 +208,8 @@ def encode_captions(
 def build_decoder(recipe: UnCLIPRecipe, embed_dim: int, image_size: int) -> UNet:
     """Chapter 5's U-Net conditioned on a CLIP image embedding: projected and
     added to the time embedding, and projected to recipe.decoder_tokens tokens
-    that its attention layers read."""
+    that its attention layers read; with recipe.decoder_coordinates, each pixel's
+    x and y as two more input channels, so that the network knows where it draws."""
     return UNet(
         base_channels=recipe.decoder_channels,
         channel_mults=(1, 2, 2),
@@ -213,19 +217,29 @@ def build_decoder(recipe: UnCLIPRecipe, embed_dim: int, image_size: int) -> UNet
         image_size=image_size,
         cond_dim=embed_dim,
         cond_tokens=recipe.decoder_tokens,
+        coordinates=recipe.decoder_coordinates,
     )
+
+
+def decoder_condition(embeddings: Tensor) -> Tensor:
+    """Unit image embeddings (B, E) as the decoder reads them: scaled by sqrt(E),
+    so that each coordinate is about as large as the label embeddings of chapter
+    5 (unit length leaves them near 1 / sqrt(E), a signal the decoder's
+    projections would first have to learn to amplify)."""
+    return embeddings.float() * embedding_scale(embeddings.shape[-1])
 
 
 def decoder_batches(model: clip_models.CLIP, world: ShapesWorld, batch_size: int):
     """step -> (training scenes step * B ... (step + 1) * B - 1 in [-1, 1], their
-    CLIP image embeddings (B, E)): what the decoder learns to invert."""
+    CLIP image embeddings as the decoder reads them (B, E), `decoder_condition`):
+    what the decoder learns to invert."""
     device = next(model.parameters()).device
 
     @torch.no_grad()
     def batch(step: int) -> tuple[Tensor, Tensor]:
         indices = torch.arange(step * batch_size, (step + 1) * batch_size)
         images = world.scenes(indices).images.to(device)  # (B, 3, S, S) in [0, 1]
-        return 2 * images - 1, model.encode_image(images).float()
+        return 2 * images - 1, decoder_condition(model.encode_image(images))
 
     return batch
 
@@ -453,9 +467,8 @@ class UnCLIP(nn.Module):
         """Image embeddings (B, E) -> images (B, 3, S, S) in [0, 1] by DDIM with
         classifier-free guidance `guidance` (None: none)."""
         device = next(self.decoder.parameters()).device
-        options = SamplerOptions(
-            objective="v", cond=embeddings.to(device), guidance=guidance
-        )
+        cond = decoder_condition(embeddings).to(device)
+        options = SamplerOptions(objective="v", cond=cond, guidance=guidance)
         images, _ = sample_images(
             self.decoder, self.decoder_schedule, len(embeddings), options,
             steps=steps, eta=eta, seed=seed, batch_size=batch_size,
