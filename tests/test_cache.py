@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from minigen.core.cache import cache_folder, cache_path, check_writable
+from minigen.core.cache import (
+    cache_folder,
+    cache_path,
+    check_settings,
+    check_writable,
+)
 
 
 def test_the_folder_is_minigen_cache_else_the_home_cache(monkeypatch, tmp_path):
@@ -36,3 +41,11 @@ def test_an_unwritable_folder_is_named_in_the_error(tmp_path):
     check_writable(tmp_path / "new" / "deeper", "the model")  # made, no error
     assert (tmp_path / "new" / "deeper").is_dir()
     assert not list((tmp_path / "new" / "deeper").iterdir())
+
+
+def test_settings_must_be_those_the_file_recorded(tmp_path):
+    path = tmp_path / "model.pt"
+    settings = ({"steps": 5}, (1, 2))
+    check_settings(path, repr(settings), settings, "a model")  # the same: no error
+    with pytest.raises(ValueError, match=r"model.pt holds a model made with other"):
+        check_settings(path, repr(settings), ({"steps": 6}, (1, 2)), "a model")

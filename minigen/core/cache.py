@@ -42,3 +42,14 @@ def check_writable(folder: Path, what: str) -> None:
             "set MINIGEN_CACHE to a writable folder, or pass another path"
         )
         raise type(error)(error.errno, message, str(folder)) from error
+
+
+def check_settings(path: Path, saved: str, settings: object, what: str) -> None:
+    """A cached file at `path` that recorded `saved` = repr(its settings) must have
+    been made with `settings` (two settings may share a hash prefix, or the file
+    may have been passed by hand); `what` names the model in the message."""
+    if saved != repr(settings):
+        raise ValueError(
+            f"{path} holds {what} made with other settings; delete it or pass "
+            "another path"
+        )

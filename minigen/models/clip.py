@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from minigen.core.cache import cache_path, check_writable
+from minigen.core.cache import cache_path, check_settings, check_writable
 from minigen.core.profiles import pick
 from minigen.core.runtime import (
     Precision,
@@ -652,11 +652,7 @@ def load_clip(
         tokenizer = BPETokenizer(_saved_merges(path))
         model = _new_clip(recipe, world, len(tokenizer)).to(precision.device)
         saved = load_checkpoint(path, model, map_location=precision.device)
-        if saved["extra"]["settings"] != repr(settings):
-            raise ValueError(
-                f"{path} holds a CLIP made with other settings; delete it or pass "
-                "another path"
-            )
+        check_settings(path, saved["extra"]["settings"], settings, "a CLIP")
         model.history = saved["history"]
         return model.eval(), tokenizer
     check_writable(path.parent, "the trained CLIP")

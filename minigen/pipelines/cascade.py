@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minigen.core.cache import cache_path, check_writable
+from minigen.core.cache import cache_path, check_settings, check_writable
 from minigen.core.profiles import pick
 from minigen.core.runtime import Precision, choose_precision, seed_everything
 from minigen.core.train import History, load_checkpoint, save_checkpoint
@@ -250,10 +250,6 @@ def load_upsampler(
         )
     model = SuperResUNet(world.resolution, recipe.channels).to(precision.device)
     state = load_checkpoint(path, model, map_location=precision.device)
-    if state["extra"]["settings"] != repr(settings):
-        raise ValueError(
-            f"{path} holds an upsampler made with other settings; delete it or "
-            "pass another path"
-        )
+    check_settings(path, state["extra"]["settings"], settings, "an upsampler")
     model.history = state["history"]
     return model.eval()

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minigen.core.cache import cache_path, check_writable
+from minigen.core.cache import cache_path, check_settings, check_writable
 from minigen.core.profiles import pick
 from minigen.core.runtime import Precision, choose_precision, seed_everything
 from minigen.core.train import (
@@ -577,11 +577,7 @@ def _with_histories(model: UnCLIP, histories: Sequence[History]) -> UnCLIP:
 def _load(path, settings, clip, tokenizer, recipe, world, precision) -> UnCLIP:
     state = torch.load(path, map_location="cpu", weights_only=True)
     extra = state["extra"]
-    if extra["settings"] != repr(settings):
-        raise ValueError(
-            f"{path} holds unCLIP models made with other settings; delete it or "
-            "pass another path"
-        )
+    check_settings(path, extra["settings"], settings, "unCLIP models")
     embed_dim = _embed_dim(clip)
     model = UnCLIP(
         clip, tokenizer,
