@@ -81,7 +81,7 @@ _PUBLIC = {  # module -> the public names it defines
     "nn.conv": "ConvDecoder ConvEncoder",
     "nn.embeddings": "TokenStates timestep_embedding",
     "nn.resample": "UPSAMPLERS make_upsampler",
-    "nn.transformer": "TransformerBlock",
+    "nn.transformer": "GEGLU SpatialTransformer TransformerBlock",
     "pipelines.cascade": "load_upsampler",
     "pipelines.unclip": "UnCLIP load_unclip",
     "tokenizers.bpe": "BPETokenizer",

@@ -19,7 +19,11 @@ Implements
   Diffusion Guidance", arXiv:2207.12598 (2022); an embedding (e.g. CLIP's) is
   projected and added to the time embedding as in the decoder of A. Ramesh et al.,
   "Hierarchical Text-Conditional Image Generation with CLIP Latents" (DALL-E 2),
-  2022.
+  2022;
+- conditioning on text by cross-attention: with context_dim, every attention layer
+  is a SpatialTransformer reading the token states of a text encoder, the U-Net of
+  R. Rombach et al., "High-Resolution Image Synthesis with Latent Diffusion Models"
+  (Stable Diffusion), CVPR 2022.
 
 The network maps noisy images (B, C, S, S), timesteps (B,) and an optional condition
 to (B, C, S, S); what the output means (the noise eps, the clean image x0 or the
@@ -55,13 +59,15 @@ from minigen.nn.embeddings import (
 from minigen.nn.layers import CheckedModule, downsample, norm_act, zero_init
 from minigen.nn.resample import ResizeConvUp
 from minigen.nn.residual import ResidualBlock
+from minigen.nn.transformer import SpatialTransformer
 
 MAX_LEVELS = 8  # a 2^7 = 128-fold halving is already more than any image here needs
 
 
 class _AttentiveResidualBlock(nn.Module):
     """A ResidualBlock, followed by SelfAttention2d when `attend` (to the positions
-    and, with context_dim, to context tokens): one unit of a level."""
+    and, with context_dim, to context tokens) or, with text_dim, a
+    SpatialTransformer: one unit of a level."""
 
     def __init__(
         self,
@@ -72,14 +78,17 @@ class _AttentiveResidualBlock(nn.Module):
         attend: bool,
         heads: int,
         context_dim: int | None = None,
+        text_dim: int | None = None,
     ):
         super().__init__()
         self.residual = ResidualBlock(c_in, c_out, emb_dim, dropout)
         self.attention = (
-            SelfAttention2d(c_out, heads, context_dim) if attend else None
+            _attention(c_out, heads, context_dim, text_dim) if attend else None
         )
 
-    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None) -> Tensor:
+    def forward(
+        self, x: Tensor, emb: Tensor, context: Tensor | TokenStates | None
+    ) -> Tensor:
         h = self.residual(x, emb)  # (B, c_out, H, W)
         return h if self.attention is None else self.attention(h, context)
 
@@ -109,8 +118,13 @@ class UNet(CheckedModule):
       embedding, projected by an EmbeddingProjection with a learned NULL vector;
       with cond_tokens = K > 0 it is also projected to K tokens of emb_dim that
       every attention layer attends to besides the positions (DALL-E 2's decoder).
-    cond=None means the NULL condition; `null_cond(B)` returns it. Without either,
-    the model is unconditional.
+    - text_dim: cond is TokenStates (B, L, text_dim), a text encoder's token
+      states with their padding mask; every attention layer is then a
+      SpatialTransformer that cross-attends to them (Stable Diffusion). The NULL
+      condition is the text encoder's, the states of an empty caption: the
+      wrapper that owns the encoder provides it.
+    cond=None means the NULL condition; `null_cond(B)` returns it. Without a
+    condition, the model is unconditional.
 
     coordinates: append each pixel's x and y (from -1 to 1) to the input as two
     more channels (CoordConv), so that a condition can say *where* to draw: a
@@ -132,6 +146,7 @@ class UNet(CheckedModule):
         cond_tokens: int = 0,
         out_channels: int | None = None,
         coordinates: bool = False,
+        text_dim: int | None = None,
     ):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, maximum=1024)
@@ -161,13 +176,16 @@ class UNet(CheckedModule):
         self.cond_dim = getattr(self.cond_embedding, "cond_dim", None)
         self.cond_tokens = _check_cond_tokens(cond_tokens, self.cond_dim)
         context_dim = emb_dim if self.cond_tokens else None
+        self.text_dim = _check_text_dim(text_dim, class_counts, cond_dim)
         if self.cond_tokens:  # (B, cond_dim) -> (B, K * emb_dim)
             self.token_projection = nn.Linear(cond_dim, cond_tokens * emb_dim)
 
         def unit(c_in: int, c_out: int, level: int) -> _AttentiveResidualBlock:
             attend = level in attention_levels
             block = _AttentiveResidualBlock
-            return block(c_in, c_out, emb_dim, dropout, attend, heads, context_dim)
+            return block(
+                c_in, c_out, emb_dim, dropout, attend, heads, context_dim, text_dim
+            )
 
         widths = [base_channels * mult for mult in channel_mults]
         self.coordinates = check_bool("coordinates", coordinates)
@@ -188,7 +206,7 @@ class UNet(CheckedModule):
                 skip_channels.append(channels)
 
         self.middle_in = ResidualBlock(channels, channels, emb_dim, dropout)
-        self.middle_attention = SelfAttention2d(channels, heads, context_dim)
+        self.middle_attention = _attention(channels, heads, context_dim, text_dim)
         self.middle_out = ResidualBlock(channels, channels, emb_dim, dropout)
 
         # the decoder, coarsest level first
@@ -212,6 +230,12 @@ class UNet(CheckedModule):
     ) -> Tensor:
         """The NULL condition for `batch` images: the NULL labels (batch, K) or the
         learned NULL embedding (batch, cond_dim)."""
+        if self.text_dim:
+            raise ValueError(
+                "this UNet reads text (text_dim): its NULL condition is the text "
+                "encoder's states of an empty caption, which the model owning the "
+                "encoder provides (e.g. minigen.pipelines.latent.TextToImageUNet)"
+            )
         if self.cond_embedding is None:
             raise ValueError(
                 "this UNet is unconditional (class_counts=None, cond_dim=None): it "
@@ -262,7 +286,8 @@ class UNet(CheckedModule):
         (B, out_channels, S, S)."""
         t = torch.as_tensor(t, device=x.device).expand(len(x))  # one per image
         emb = self.embed(t, cond)  # (B, emb_dim)
-        context = self.context(cond, len(x))  # (B, K, emb_dim) or None
+        # the text's TokenStates, or the (B, K, emb_dim) tokens of an embedding
+        context = cond if self.text_dim else self.context(cond, len(x))
         h = self.stem(
             with_coordinates(x) if self.coordinates else x
         )  # (B, base, S, S)
@@ -297,6 +322,9 @@ class UNet(CheckedModule):
                 f"{tuple(x.shape)}"
             )
         _check_timesteps(t, len(x))
+        if self.text_dim:
+            _check_text(cond, self.text_dim, len(x))
+            return
         if cond is None:
             return
         if self.cond_embedding is None:
@@ -324,6 +352,41 @@ def with_coordinates(x: Tensor) -> Tensor:
     columns = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)
     grid = torch.stack(torch.meshgrid(columns, rows, indexing="xy"))  # (2, H, W)
     return torch.cat([x, grid.expand(batch, -1, -1, -1)], dim=1)
+
+
+def _attention(
+    channels: int, heads: int, context_dim: int | None, text_dim: int | None
+) -> SelfAttention2d | SpatialTransformer:
+    if text_dim is not None:
+        return SpatialTransformer(channels, text_dim, heads)
+    return SelfAttention2d(channels, heads, context_dim)
+
+
+def _check_text_dim(
+    text_dim: int | None, class_counts: Sequence[int] | None, cond_dim: int | None
+) -> int | None:
+    text_dim = check_optional(check_int, "text_dim", text_dim, maximum=65_536)
+    if text_dim is not None and (class_counts is not None or cond_dim is not None):
+        raise ValueError(
+            "a UNet is conditioned on text (text_dim), class labels (class_counts) "
+            f"or an embedding (cond_dim), one of them; got text_dim={text_dim}, "
+            f"class_counts={class_counts}, cond_dim={cond_dim}"
+        )
+    return text_dim
+
+
+def _check_text(cond: Condition | None, text_dim: int, batch: int) -> None:
+    if not isinstance(cond, TokenStates):
+        raise TypeError(
+            f"this UNet reads text (text_dim={text_dim}): cond must be TokenStates "
+            f"(B, L, {text_dim}), the NULL one for an empty caption, got "
+            f"{describe(cond)}"
+        )
+    if len(cond) != batch or cond.states.shape[-1] != text_dim:
+        raise ValueError(
+            f"cond must hold TokenStates ({batch}, L, {text_dim}), one per image, "
+            f"got {tuple(cond.states.shape)}"
+        )
 
 
 def _condition_embedding(
