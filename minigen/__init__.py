@@ -16,8 +16,9 @@ The package, one folder per layer of the architecture:
                 CLIP
     eval/       metrics (PSNR, Frechet distance, TV), sampling-and-scoring harness,
                 oracle scoring of prompts
-    pipelines/  the chapters' models chained: unCLIP (chapter 7) and the cascade's
-                32 -> 64 upsampler
+    pipelines/  the chapters' models chained: unCLIP (chapter 7), the cascade's
+                32 -> 64 upsampler, latent diffusion and its first stage
+                (chapter 8)
     viz/        grids, figures, widgets (the only place importing matplotlib)
     exercises/  the checking engine and one module of exercises per chapter
     results/    measured results the chapters cite (what benchmarks printed)
@@ -84,6 +85,8 @@ _PUBLIC = {  # module -> the public names it defines
     "nn.transformer": "GEGLU SpatialTransformer TransformerBlock",
     "pipelines.cascade": "load_upsampler",
     "pipelines.unclip": "UnCLIP load_unclip",
+    "pipelines.first_stage": "KLAutoencoder load_first_stage",
+    "pipelines.latent": "LatentDiffusion load_latent_diffusion",
     "tokenizers.bpe": "BPETokenizer",
     "ops.alias": (
         "aliasing_report blur_subsample energy_above power_spectrum zone_plate"

@@ -19,6 +19,7 @@ from minigen.exercises import (
     ch05_diffusion,
     ch06_clip,
     ch07_dalle2,
+    ch08_latent,
     engine,
 )
 from minigen.exercises.engine import CheckResult, judge_size, run
@@ -31,6 +32,7 @@ CHAPTERS = [
     ch05_diffusion,
     ch06_clip,
     ch07_dalle2,
+    ch08_latent,
 ]
 CHECKERS = [
     getattr(exercises, name)

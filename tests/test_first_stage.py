@@ -15,11 +15,15 @@ from minigen.data.shapes import ShapesWorld
 from minigen.pipelines import first_stage
 from minigen.pipelines.first_stage import KLAutoencoder
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's: tiny tensors, one thread
+pytestmark = pytest.mark.usefixtures(
+    "one_thread"
+)  # conftest's: tiny tensors, one thread
 
 WORLD = ShapesWorld()
 TINY = first_stage.FirstStageRecipe(widths=(8, 16), steps=3, batch=4)
-SCALE_SCENES = 64  # instead of 2000 in the trained fixtures: the same code, less rendering
+SCALE_SCENES = (
+    64  # instead of 2000 in the trained fixtures: the same code, less rendering
+)
 
 
 def images(n=4, seed=0):
@@ -97,7 +101,9 @@ def test_autoencoder_rejects_bad_settings_and_inputs():
 
 
 @pytest.mark.parametrize("kl_weight", [1e-6, 0.5])
-def test_first_stage_loss_is_the_summed_squared_error_plus_the_weighted_kl(kl_weight):
+def test_first_stage_loss_is_the_summed_squared_error_plus_the_weighted_kl(
+    kl_weight,
+):
     model = autoencoder(seed=1)
     x = 2 * images(3, seed=1) - 1
     torch.manual_seed(5)
@@ -109,15 +115,21 @@ def test_first_stage_loss_is_the_summed_squared_error_plus_the_weighted_kl(kl_we
         [((out["image"][i] - x[i]) ** 2).sum() for i in range(len(x))]
     )
     torch.testing.assert_close(terms["error"], per_image.mean())
-    absolute = torch.stack([(out["image"][i] - x[i]).abs().sum() for i in range(len(x))])
+    absolute = torch.stack(
+        [(out["image"][i] - x[i]).abs().sum() for i in range(len(x))]
+    )
     assert (terms["error"] - absolute.mean()).abs() > 1.0  # an L1 error would show
     # the KL of N(mu, exp(logvar)) from N(0, 1), summed over every latent entry of an image
     mu, logvar = model.encode(x)
     posterior = Normal(mu.double(), (0.5 * logvar.double()).exp())
     kl = kl_divergence(posterior, Normal(0.0, 1.0)).sum(dim=(1, 2, 3))  # (B,)
-    torch.testing.assert_close(terms["kl"].double(), kl.mean(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        terms["kl"].double(), kl.mean(), rtol=1e-5, atol=1e-5
+    )
     assert terms["kl"] > 1.0  # not a trivial 0
-    torch.testing.assert_close(terms["loss"], terms["error"] + kl_weight * terms["kl"])
+    torch.testing.assert_close(
+        terms["loss"], terms["error"] + kl_weight * terms["kl"]
+    )
 
 
 def test_first_stage_loss_kl_is_zero_for_a_standard_normal_posterior():
@@ -169,7 +181,9 @@ def test_set_scale_makes_the_scaled_latents_unit_sized():
     assert model.scale.item() == pytest.approx(scale, rel=1e-6)
     assert abs(scale - 1.0) > 1e-3  # the test is not trivially at scale 1
     with torch.no_grad():
-        z = model(2 * scenes - 1, torch.Generator().manual_seed(0))["z"]  # seed 0, set_scale's
+        z = model(2 * scenes - 1, torch.Generator().manual_seed(0))[
+            "z"
+        ]  # seed 0, set_scale's
     assert (model.scale * z).std().item() == pytest.approx(1.0, abs=1e-4)
 
 
@@ -205,7 +219,9 @@ def test_decode_clamps_to_zero_one():
     model = autoencoder()
     last = model.decoder[-1]
     with torch.no_grad():
-        last.bias.copy_(torch.tensor([-5.0, 0.0, 5.0]))  # below, inside, above [-1, 1]
+        last.bias.copy_(
+            torch.tensor([-5.0, 0.0, 5.0])
+        )  # below, inside, above [-1, 1]
         last.weight.mul_(1e-3)
     out = first_stage.decode(model, torch.zeros(1, 4, 8, 8))
     assert torch.all(out[:, 0] == 0) and torch.all(out[:, 2] == 1)
@@ -247,7 +263,9 @@ def test_encode_and_decode_reject_bad_inputs():
     with pytest.raises(ValueError):
         first_stage.encode(model, torch.rand(1, 3, 16, 16))
     with pytest.raises(ValueError):
-        first_stage.decode(model, torch.zeros(1, 4, 4, 4))  # factor 8's latents, not 4's
+        first_stage.decode(
+            model, torch.zeros(1, 4, 4, 4)
+        )  # factor 8's latents, not 4's
     with pytest.raises(ValueError):
         first_stage.decode(model, torch.zeros(1, 3, 8, 8))
     with pytest.raises(TypeError):
@@ -304,11 +322,15 @@ def loaded(tmp_path_factory):
     path = tmp_path_factory.mktemp("first-stage") / "tiny.pt"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(first_stage, "SCALE_SCENES", SCALE_SCENES)
-        model = first_stage.load_first_stage(TINY, WORLD, path, "cpu", progress=False)
+        model = first_stage.load_first_stage(
+            TINY, WORLD, path, "cpu", progress=False
+        )
     return model, path
 
 
-def test_train_first_stage_returns_an_eval_model_with_its_scale_and_history(trained):
+def test_train_first_stage_returns_an_eval_model_with_its_scale_and_history(
+    trained,
+):
     model, history = trained
     assert isinstance(model, KLAutoencoder) and not model.training
     assert model.widths == TINY.widths and model.factor == 4
@@ -328,7 +350,9 @@ def test_load_first_stage_trains_once_then_loads_the_same_weights(
     model, path = loaded
     assert path.exists() and not model.training
     assert len(model.history.losses) == TINY.steps
-    reference = trained[0].state_dict()  # the same recipe and seed: the same training
+    reference = trained[
+        0
+    ].state_dict()  # the same recipe and seed: the same training
     state = model.state_dict()
     assert state.keys() == reference.keys()
     for name in state:
@@ -347,11 +371,16 @@ def test_load_first_stage_trains_once_then_loads_the_same_weights(
 def test_load_first_stage_refuses_a_file_of_other_settings(loaded, monkeypatch):
     _, path = loaded
     monkeypatch.setattr(first_stage, "train_first_stage", None)  # must not train
-    for other in (dataclasses.replace(TINY, lr=2e-3), dataclasses.replace(TINY, seed=1)):
+    for other in (
+        dataclasses.replace(TINY, lr=2e-3),
+        dataclasses.replace(TINY, seed=1),
+    ):
         with pytest.raises(ValueError):
             first_stage.load_first_stage(other, WORLD, path, "cpu", progress=False)
     with pytest.raises(ValueError):
-        first_stage.load_first_stage(TINY, ShapesWorld(max_objects=3), path, "cpu", progress=False)
+        first_stage.load_first_stage(
+            TINY, ShapesWorld(max_objects=3), path, "cpu", progress=False
+        )
 
 
 def test_load_first_stage_rejects_bad_arguments(tmp_path):

@@ -19,14 +19,19 @@ from minigen.nn.transformer import SpatialTransformer
 from minigen.pipelines import first_stage, latent
 from minigen.tokenizers.bpe import BPETokenizer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's: tiny tensors, one thread
+pytestmark = pytest.mark.usefixtures(
+    "one_thread"
+)  # conftest's: tiny tensors, one thread
 
 WORLD = ShapesWorld()
 CONTEXT = clip_models.CAPTION_CONTEXT  # 40
 
 
 def caption_corpus(n=200):
-    labels, draws = WORLD.sample_labels(n, "train"), WORLD.phrasing_draws(n, "train")
+    labels, draws = (
+        WORLD.sample_labels(n, "train"),
+        WORLD.phrasing_draws(n, "train"),
+    )
     return [
         text
         for language in captions.LANGUAGES
@@ -37,8 +42,13 @@ def caption_corpus(n=200):
 CORPUS = caption_corpus()
 TOKENIZER = BPETokenizer.train(CORPUS, 700)
 NULL = TOKENIZER([""], CONTEXT)  # (1, 40): start, end, zeros
-RECIPE = latent.LatentRecipe(channels=16, steps=2, batch=4, scenes=8, inpaint_steps=2)
-PROMPTS = [CORPUS[0], CORPUS[len(CORPUS) // 2 + 1]]  # an English and a Chinese caption
+RECIPE = latent.LatentRecipe(
+    channels=16, steps=2, batch=4, scenes=8, inpaint_steps=2
+)
+PROMPTS = [
+    CORPUS[0],
+    CORPUS[len(CORPUS) // 2 + 1],
+]  # an English and a Chinese caption
 
 
 def text_encoder(seed=0, vocabulary=None):
@@ -65,7 +75,9 @@ def wake(model: torch.nn.Module, std: float = 0.3) -> None:
 def tiny_model(text="frozen", seed=0, awake=True):
     encoder = text_encoder(seed)
     torch.manual_seed(seed + 1)
-    model = latent.build_model(dataclasses.replace(RECIPE, text=text), encoder, NULL, 8)
+    model = latent.build_model(
+        dataclasses.replace(RECIPE, text=text), encoder, NULL, 8
+    )
     if awake:
         wake(model)
     return model.eval()
@@ -86,7 +98,9 @@ def autoencoder():
 
 @pytest.fixture(scope="module")
 def chain(model, autoencoder):
-    return latent.LatentDiffusion(model, autoencoder, TOKENIZER, steps=3, guidance=2.0)
+    return latent.LatentDiffusion(
+        model, autoencoder, TOKENIZER, steps=3, guidance=2.0
+    )
 
 
 def tokens(prompts=PROMPTS):
@@ -115,7 +129,9 @@ def test_scaled_linear_schedule_is_a_square_of_evenly_spaced_roots():
     assert abs(betas[-1].item() - 0.012) < 1e-12
     gaps = betas.sqrt().diff()
     expected = (0.012**0.5 - 0.00085**0.5) / 999
-    torch.testing.assert_close(gaps, torch.full_like(gaps, expected), rtol=0, atol=1e-14)
+    torch.testing.assert_close(
+        gaps, torch.full_like(gaps, expected), rtol=0, atol=1e-14
+    )
     # not linear in beta: the middle beta lies below the middle of the two ends
     assert betas[len(betas) // 2] < (0.00085 + 0.012) / 2 - 1e-4
     torch.testing.assert_close(schedule.alpha_bar, torch.cumprod(1 - betas, 0))
@@ -129,7 +145,14 @@ def test_scaled_linear_schedule_is_a_square_of_evenly_spaced_roots():
 
 @pytest.mark.parametrize(
     "strength, steps, count",
-    [(0.0, 25, 0), (1.0, 25, 25), (0.5, 25, 12), (0.75, 20, 15), (0.3, 10, 3), (0.99, 10, 9)],
+    [
+        (0.0, 25, 0),
+        (1.0, 25, 25),
+        (0.5, 25, 12),
+        (0.75, 20, 15),
+        (0.3, 10, 3),
+        (0.99, 10, 9),
+    ],
 )
 def test_img2img_steps_is_int_of_strength_times_steps(strength, steps, count):
     assert latent.img2img_steps(strength, steps) == count == int(strength * steps)
@@ -182,7 +205,9 @@ def test_a_frozen_text_encoder_gets_no_gradient():
     model = tiny_model("frozen")
     assert not model.train_text
     assert not any(p.requires_grad for p in model.text_encoder.parameters())
-    model(torch.randn(2, 4, 8, 8), torch.tensor([1, 2]), tokens()).square().sum().backward()
+    model(
+        torch.randn(2, 4, 8, 8), torch.tensor([1, 2]), tokens()
+    ).square().sum().backward()
     assert all(p.grad is None for p in model.text_encoder.parameters())
     assert model.unet.stem.weight.grad.abs().sum() > 0
 
@@ -191,7 +216,9 @@ def test_a_joint_text_encoder_trains_with_the_unet():
     model = tiny_model("joint")
     assert model.train_text
     assert all(p.requires_grad for p in model.text_encoder.parameters())
-    model(torch.randn(2, 4, 8, 8), torch.tensor([1, 2]), tokens()).square().sum().backward()
+    model(
+        torch.randn(2, 4, 8, 8), torch.tensor([1, 2]), tokens()
+    ).square().sum().backward()
     grad = model.text_encoder.token_embedding.weight.grad
     assert grad is not None and grad.abs().sum() > 0
     assert model.text_encoder.blocks[0].attention.to_q.weight.grad.abs().sum() > 0
@@ -211,7 +238,12 @@ def test_build_model_with_a_small_vocabulary_and_null_tokens():
     assert states.states.shape == (4, 2, 16)  # cut after the end token
     assert states.mask.all()
     ids = torch.tensor([[48, 5, 7, 49] + [0] * 36])
-    assert model(torch.randn(1, 4, 8, 8), torch.tensor([3]), ids).shape == (1, 4, 8, 8)
+    assert model(torch.randn(1, 4, 8, 8), torch.tensor([3]), ids).shape == (
+        1,
+        4,
+        8,
+        8,
+    )
 
 
 def test_text_encoder_for_copies_or_makes_a_fresh_encoder():
@@ -219,7 +251,9 @@ def test_text_encoder_for_copies_or_makes_a_fresh_encoder():
     clip = clip_models.CLIP(torch.nn.Identity(), encoder)
     frozen = latent.text_encoder_for(RECIPE, clip)
     assert frozen is not encoder
-    for (name, a), b in zip(frozen.state_dict().items(), encoder.state_dict().values()):
+    for (name, a), b in zip(
+        frozen.state_dict().items(), encoder.state_dict().values()
+    ):
         assert torch.equal(a, b), name
     joint_recipe = dataclasses.replace(RECIPE, text="joint")
     fresh = latent.text_encoder_for(joint_recipe, clip)
@@ -231,8 +265,12 @@ def test_text_encoder_for_copies_or_makes_a_fresh_encoder():
     assert fresh.projection.out_features == encoder.projection.out_features
     shapes = {k: v.shape for k, v in encoder.state_dict().items()}
     assert {k: v.shape for k, v in fresh.state_dict().items()} == shapes
-    assert not torch.equal(fresh.token_embedding.weight, encoder.token_embedding.weight)
-    assert torch.equal(fresh.token_embedding.weight, again.token_embedding.weight)  # seeded
+    assert not torch.equal(
+        fresh.token_embedding.weight, encoder.token_embedding.weight
+    )
+    assert torch.equal(
+        fresh.token_embedding.weight, again.token_embedding.weight
+    )  # seeded
 
 
 # ----------------------------------------------------------------------------------
@@ -248,7 +286,9 @@ def test_one_denoising_step_is_the_v_parameterisation_in_closed_form(model, t):
     with torch.no_grad():
         v = model(x, steps, tokens())
     a = alpha_bar(t)
-    torch.testing.assert_close(out, a**0.5 * x - (1 - a) ** 0.5 * v, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        out, a**0.5 * x - (1 - a) ** 0.5 * v, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_one_guided_step_extrapolates_from_the_empty_caption(model):
@@ -261,7 +301,9 @@ def test_one_guided_step_extrapolates_from_the_empty_caption(model):
         v_null = model(x, steps, model.null_cond(2))
     v = v_null + w * (v_text - v_null)
     a = alpha_bar(t)
-    torch.testing.assert_close(out, a**0.5 * x - (1 - a) ** 0.5 * v, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        out, a**0.5 * x - (1 - a) ** 0.5 * v, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_blended_denoising_ends_exactly_on_the_known_latent_outside_the_mask(model):
@@ -275,13 +317,21 @@ def test_blended_denoising_ends_exactly_on_the_known_latent_outside_the_mask(mod
     keep = (mask == 0).expand_as(known)
     assert torch.equal(out[keep], known[keep])
     redraw = ~keep
-    assert (out[redraw] - known[redraw]).abs().min() > 1e-6  # the model drew something else
+    assert (
+        out[redraw] - known[redraw]
+    ).abs().min() > 1e-6  # the model drew something else
     # all kept: the known latent itself; nothing kept: plain denoising, bit for bit
     zeros, ones = torch.zeros_like(mask), torch.ones_like(mask)
-    assert torch.equal(latent.denoise(model, x, times, options(), known, zeros, generator), known)
+    assert torch.equal(
+        latent.denoise(model, x, times, options(), known, zeros, generator), known
+    )
     plain = latent.denoise(model, x, times, options())
-    assert torch.equal(latent.denoise(model, x, times, options(), known, ones, generator), plain)
-    assert not torch.equal(out[redraw], plain[redraw])  # the kept region steered the rest
+    assert torch.equal(
+        latent.denoise(model, x, times, options(), known, ones, generator), plain
+    )
+    assert not torch.equal(
+        out[redraw], plain[redraw]
+    )  # the kept region steered the rest
 
 
 def test_noised_is_q_sample_of_the_scaled_linear_schedule():
@@ -314,7 +364,9 @@ def test_chain_tokens_and_options(chain):
 def test_latents_and_generate_are_denoising_from_seeded_noise(chain, autoencoder):
     out = chain.latents(PROMPTS, seed=4)
     noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(4))
-    expected = latent.denoise(chain.model, noise, ddim_timesteps(1000, 3), options())
+    expected = latent.denoise(
+        chain.model, noise, ddim_timesteps(1000, 3), options()
+    )
     assert torch.equal(out, expected)
     assert torch.equal(chain.latents(PROMPTS, seed=4), out)
     assert not torch.allclose(chain.latents(PROMPTS, seed=5), out)
@@ -329,25 +381,33 @@ def test_img2img_latents_at_strength_zero_is_the_source(chain):
     assert torch.equal(out, z) and out is not z
 
 
-@pytest.mark.parametrize("strength, times", [(1.0, [999, 500, 0]), (0.5, [0]), (0.7, [500, 0])])
+@pytest.mark.parametrize(
+    "strength, times", [(1.0, [999, 500, 0]), (0.5, [0]), (0.7, [500, 0])]
+)
 def test_img2img_latents_noises_the_source_then_denoises(chain, strength, times):
     z = torch.randn(2, 4, 8, 8)
-    assert ddim_timesteps(1000, 3)[-latent.img2img_steps(strength, 3):] == times
+    assert ddim_timesteps(1000, 3)[-latent.img2img_steps(strength, 3) :] == times
     out = chain.img2img_latents(z, PROMPTS, strength, seed=7)
     start = latent.noised(z, times[0], torch.Generator().manual_seed(7))
     assert torch.equal(out, latent.denoise(chain.model, start, times, options()))
     assert (out - z).abs().max() > 1e-3
     assert torch.equal(chain.img2img_latents(z, PROMPTS, strength, seed=7), out)
-    assert not torch.allclose(chain.img2img_latents(z, PROMPTS, strength, seed=8), out)
+    assert not torch.allclose(
+        chain.img2img_latents(z, PROMPTS, strength, seed=8), out
+    )
 
 
 def test_img2img_is_img2img_latents_between_the_autoencoder(chain, autoencoder):
     images = WORLD.scenes(2).images
     z = first_stage.encode(autoencoder, images)
     out = chain.img2img(images, PROMPTS, 0.7, seed=2)
-    expected = first_stage.decode(autoencoder, chain.img2img_latents(z, PROMPTS, 0.7, seed=2))
+    expected = first_stage.decode(
+        autoencoder, chain.img2img_latents(z, PROMPTS, 0.7, seed=2)
+    )
     assert torch.equal(out, expected)
-    assert torch.equal(chain.img2img(images, PROMPTS, 0.0), first_stage.decode(autoencoder, z))
+    assert torch.equal(
+        chain.img2img(images, PROMPTS, 0.0), first_stage.decode(autoencoder, z)
+    )
     with pytest.raises(ValueError):
         chain.img2img(images, PROMPTS, 1.5)
 
@@ -363,7 +423,13 @@ def test_inpaint_by_blending(chain, autoencoder):
     noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
     generator = torch.Generator().manual_seed(4)  # seed + 1
     z = latent.denoise(
-        chain.model, noise, ddim_timesteps(1000, 3), options(), known, mask, generator
+        chain.model,
+        noise,
+        ddim_timesteps(1000, 3),
+        options(),
+        known,
+        mask,
+        generator,
     )
     assert torch.equal(out, first_stage.decode(autoencoder, z))
     # nothing to redraw: the round trip of the images through the first stage, exactly
@@ -379,7 +445,9 @@ def test_inpaint_with_the_inpainting_model(chain, autoencoder):
         chain.inpaint(images, masks, PROMPTS, "model")
     with pytest.raises(ValueError):
         chain.inpaint(images, masks, PROMPTS, "paint")
-    wide = dataclasses.replace(chain, inpainter=latent.inpaint_model(chain.model, RECIPE))
+    wide = dataclasses.replace(
+        chain, inpainter=latent.inpaint_model(chain.model, RECIPE)
+    )
     out = wide.inpaint(images, masks, PROMPTS, "model", seed=3)
     known = first_stage.encode(autoencoder, images)
     inputs = latent.inpainting_inputs(known, latent.latent_mask(masks, 4))
@@ -388,7 +456,9 @@ def test_inpaint_with_the_inpainting_model(chain, autoencoder):
     z = latent.denoise(bound, noise, ddim_timesteps(1000, 3), options())
     assert torch.equal(out, first_stage.decode(autoencoder, z))
     # a fresh inpainting model is the plain model: the same as generating from the same noise
-    torch.testing.assert_close(out, chain.generate(PROMPTS, seed=3), rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        out, chain.generate(PROMPTS, seed=3), rtol=0, atol=1e-4
+    )
 
 
 # ----------------------------------------------------------------------------------
@@ -405,10 +475,17 @@ def test_latent_mask_is_a_max_pool_by_brute_force():
         for b in range(3):
             for i in range(side):
                 for j in range(side):
-                    cell = masks[b, 0, i * factor : (i + 1) * factor, j * factor : (j + 1) * factor]
+                    cell = masks[
+                        b,
+                        0,
+                        i * factor : (i + 1) * factor,
+                        j * factor : (j + 1) * factor,
+                    ]
                     assert out[b, 0, i, j] == float(cell.max() > 0)
         assert 0 < out.mean() < 1  # both kinds of cells occur
-    assert torch.equal(latent.latent_mask(masks.bool(), 4), latent.latent_mask(masks, 4))
+    assert torch.equal(
+        latent.latent_mask(masks.bool(), 4), latent.latent_mask(masks, 4)
+    )
 
 
 def test_latent_mask_rejects_non_binary_masks():
@@ -422,30 +499,48 @@ def test_latent_mask_rejects_non_binary_masks():
 
 def test_inpainting_inputs_are_the_masked_latent_then_the_mask():
     latents = torch.randn(2, 4, 8, 8)
-    mask = (torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    mask = (
+        torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.4
+    ).float()
     out = latent.inpainting_inputs(latents, mask)
     assert out.shape == (2, 5, 8, 8)
     for b in range(2):
         for i in range(8):
             for j in range(8):
                 expected = 0.0 if mask[b, 0, i, j] == 1 else latents[b, :, i, j]
-                torch.testing.assert_close(out[b, :4, i, j], torch.zeros(4) + expected)
+                torch.testing.assert_close(
+                    out[b, :4, i, j], torch.zeros(4) + expected
+                )
     assert torch.equal(out[:, 4:], mask)
 
 
-def test_a_fresh_inpainting_model_is_the_plain_model_whatever_its_extra_inputs(model):
+def test_a_fresh_inpainting_model_is_the_plain_model_whatever_its_extra_inputs(
+    model,
+):
     wider = latent.inpaint_model(model, RECIPE)
     assert wider.unet.in_channels == 4 + 5 and wider.in_channels == 9
     stem, old = wider.unet.stem.weight, model.unet.stem.weight
-    assert stem.shape == (16, 4 + 5 + 2, 3, 3)  # latent, masked latent and mask, x and y
-    assert torch.equal(stem[:, :4], old[:, :4]) and torch.equal(stem[:, 9:], old[:, 4:])
+    assert stem.shape == (
+        16,
+        4 + 5 + 2,
+        3,
+        3,
+    )  # latent, masked latent and mask, x and y
+    assert torch.equal(stem[:, :4], old[:, :4]) and torch.equal(
+        stem[:, 9:], old[:, 4:]
+    )
     assert torch.count_nonzero(stem[:, 4:9]) == 0
     assert torch.equal(wider.null_tokens, model.null_tokens)
     x, t = torch.randn(2, 4, 8, 8), torch.tensor([10, 800])
     with torch.no_grad():
         plain = model(x, t, tokens())
         for seed in range(3):
-            extra = torch.randn(2, 5, 8, 8, generator=torch.Generator().manual_seed(seed)) * 3
+            extra = (
+                torch.randn(
+                    2, 5, 8, 8, generator=torch.Generator().manual_seed(seed)
+                )
+                * 3
+            )
             wide = wider(torch.cat([x, extra], dim=1), t, tokens())
             torch.testing.assert_close(wide, plain, rtol=1e-6, atol=1e-6)
     # a copy: changing it leaves the plain model alone
@@ -453,17 +548,25 @@ def test_a_fresh_inpainting_model_is_the_plain_model_whatever_its_extra_inputs(m
         wider.text_encoder.token_embedding.weight.add_(1.0)
         wider.unet.stem.weight[:, 4:9] = 1.0
     assert not torch.equal(
-        wider.text_encoder.token_embedding.weight, model.text_encoder.token_embedding.weight
+        wider.text_encoder.token_embedding.weight,
+        model.text_encoder.token_embedding.weight,
     )
-    assert torch.count_nonzero(model.unet.stem.weight) == model.unet.stem.weight.numel()
+    assert (
+        torch.count_nonzero(model.unet.stem.weight)
+        == model.unet.stem.weight.numel()
+    )
     assert model.unet.stem.weight.shape[1] == 6
 
 
 def test_known_region_binds_the_inputs_and_repeats_them_for_a_doubled_batch(model):
     inpainter = latent.inpaint_model(model, RECIPE)
     with torch.no_grad():
-        inpainter.unet.stem.weight[:, 4:9].normal_(0, 0.3)  # the extra inputs now matter
-    inputs = latent.inpainting_inputs(torch.randn(2, 4, 8, 8), torch.ones(2, 1, 8, 8) * 0.5)
+        inpainter.unet.stem.weight[:, 4:9].normal_(
+            0, 0.3
+        )  # the extra inputs now matter
+    inputs = latent.inpainting_inputs(
+        torch.randn(2, 4, 8, 8), torch.ones(2, 1, 8, 8) * 0.5
+    )
     bound = latent.KnownRegion(inpainter, inputs)
     x, t, ids = torch.randn(2, 4, 8, 8), torch.tensor([3, 300]), tokens()
     null = bound.null_cond(2)
@@ -472,9 +575,13 @@ def test_known_region_binds_the_inputs_and_repeats_them_for_a_doubled_batch(mode
         single = bound(x, t, ids)
         assert torch.equal(single, inpainter(torch.cat([x, inputs], 1), t, ids))
         other = bound(x, t, null)
-        doubled = bound(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, ids]))
+        doubled = bound(
+            torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, ids])
+        )
         shuffled = latent.KnownRegion(inpainter, inputs.flip(0))(x, t, ids)
-    torch.testing.assert_close(doubled, torch.cat([other, single]), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        doubled, torch.cat([other, single]), rtol=0, atol=1e-6
+    )
     assert (shuffled - single).abs().max() > 1e-4  # each image reads its own inputs
 
 
@@ -497,31 +604,45 @@ def test_random_masks_are_rectangles_and_a_quarter_are_whole():
     whole = (flat == 1).flatten(1).all(1).float().mean().item()
     assert whole == pytest.approx(0.25, abs=0.05)
     heights = flat.any(2).sum(1)  # rows holding a 1
-    assert set(heights.tolist()) == set(range(1, side + 1))  # every height from 1 to side
+    assert set(heights.tolist()) == set(
+        range(1, side + 1)
+    )  # every height from 1 to side
     again = latent.random_masks(n, side, torch.Generator().manual_seed(0))
     assert torch.equal(again, masks)
-    none = latent.random_masks(500, side, torch.Generator().manual_seed(1), full=0.0)
+    none = latent.random_masks(
+        500, side, torch.Generator().manual_seed(1), full=0.0
+    )
     assert (none[:, 0] == 1).flatten(1).all(1).float().mean() < 0.02
-    assert (latent.random_masks(50, side, torch.Generator().manual_seed(1), full=1.0) == 1).all()
+    assert (
+        latent.random_masks(50, side, torch.Generator().manual_seed(1), full=1.0)
+        == 1
+    ).all()
 
 
 # ----------------------------------------------------------------------------------
 # Data and training
 
 
-def test_encode_scenes_is_the_first_stage_and_tokenizer_on_alternating_captions(autoencoder):
+def test_encode_scenes_is_the_first_stage_and_tokenizer_on_alternating_captions(
+    autoencoder,
+):
     data = latent.encode_scenes(autoencoder, TOKENIZER, WORLD, 6, batch_size=4)
     scenes = WORLD.scenes(6)
     assert len(data) == 6 and data.latents.shape == (6, 4, 8, 8)
     torch.testing.assert_close(
-        data.latents, first_stage.encode(autoencoder, scenes.images), rtol=1e-5, atol=1e-6
+        data.latents,
+        first_stage.encode(autoencoder, scenes.images),
+        rtol=1e-5,
+        atol=1e-6,
     )
     draws = WORLD.phrasing_draws(6)
     english = captions.captions(WORLD, scenes, "en", draws)
     chinese = captions.captions(WORLD, scenes, "zh", draws)
     assert data.texts[0::2] == english[0::2]
     assert data.texts[1::2] == chinese[1::2]
-    assert all(ord(c) < 128 for c in data.texts[0]) and any(ord(c) > 127 for c in data.texts[1])
+    assert all(ord(c) < 128 for c in data.texts[0]) and any(
+        ord(c) > 127 for c in data.texts[1]
+    )
     assert torch.equal(data.tokens, TOKENIZER(data.texts, CONTEXT))
     only = latent.encode_scenes(autoencoder, TOKENIZER, WORLD, 3, languages=("en",))
     assert only.texts == english[:3]
@@ -541,7 +662,9 @@ def test_encode_scenes_rejects_bad_arguments(autoencoder):
 def scenes_by_hand(n=8):
     """LatentScenes with latents[i] = i everywhere and distinct captions."""
     texts = CORPUS[:n]
-    latents = torch.arange(n, dtype=torch.float32)[:, None, None, None].expand(n, 4, 8, 8)
+    latents = torch.arange(n, dtype=torch.float32)[:, None, None, None].expand(
+        n, 4, 8, 8
+    )
     return latent.LatentScenes(latents.clone(), TOKENIZER(texts, CONTEXT), texts)
 
 
@@ -561,20 +684,26 @@ def test_latent_batches_pair_each_latent_with_its_caption():
 
 def random_scenes():
     data = scenes_by_hand()
-    data.latents = torch.randn(8, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    data.latents = torch.randn(
+        8, 4, 8, 8, generator=torch.Generator().manual_seed(0)
+    )
     return data
 
 
 @pytest.mark.parametrize("text", ["frozen", "joint"])
 def test_train_latent_runs_and_trains_the_text_encoder_only_when_joint(text):
-    model = tiny_model(text)  # awake: a fresh U-Net's zero output layers pass the text no gradient
+    model = tiny_model(
+        text
+    )  # awake: a fresh U-Net's zero output layers pass the text no gradient
     recipe = dataclasses.replace(RECIPE, text=text)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trained, history = latent.train_latent(
         model, random_scenes(), recipe, choose_precision("cpu"), progress=False
     )
     assert isinstance(trained, latent.TextToImageUNet)
-    assert history.steps == [0, 1] and all(torch.isfinite(torch.tensor(history.losses)))
+    assert history.steps == [0, 1] and all(
+        torch.isfinite(torch.tensor(history.losses))
+    )
     changed = {
         name
         for name, value in model.state_dict().items()
@@ -583,8 +712,15 @@ def test_train_latent_runs_and_trains_the_text_encoder_only_when_joint(text):
     if text == "frozen":
         assert not changed
     else:  # every part the token states come from (the projection is CLIP's, unused here)
-        for part in ("token_embedding", "positions", "blocks.0.attention.to_q", "final_norm"):
-            assert any(name.startswith("text_encoder." + part) for name in changed), part
+        for part in (
+            "token_embedding",
+            "positions",
+            "blocks.0.attention.to_q",
+            "final_norm",
+        ):
+            assert any(
+                name.startswith("text_encoder." + part) for name in changed
+            ), part
     unet = [n for n in before if n.startswith("unet.") and "weight" in n]
     assert any(not torch.equal(model.state_dict()[n], before[n]) for n in unet)
     assert trained.null_tokens.shape == NULL.shape
@@ -598,7 +734,9 @@ def test_train_inpainting_fine_tunes_a_wider_copy():
     )
     assert isinstance(inpainter, latent.TextToImageUNet) and not inpainter.training
     assert inpainter.unet.in_channels == 9
-    assert history.steps == [0, 1] and all(torch.isfinite(torch.tensor(history.losses)))
+    assert history.steps == [0, 1] and all(
+        torch.isfinite(torch.tensor(history.losses))
+    )
     for name, value in model.state_dict().items():  # the plain model is left alone
         assert torch.equal(value, before[name]), name
     # frozen recipe: the copied text encoder stays what it was
@@ -648,3 +786,53 @@ def test_load_latent_diffusion_checks_its_arguments_before_any_work(monkeypatch)
         latent.load_latent_diffusion(RECIPE, inpainter="yes", progress=False)
     with pytest.raises(TypeError):
         latent.load_latent_diffusion(RECIPE, progress=1)
+
+
+# ----------------------------------------------------------------------------------
+# Why latents: the cost table
+
+
+def test_training_cost_times_a_copy_and_leaves_the_model_untouched(model):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    latents = torch.randn(2, 4, 8, 8)
+    ms = latent.training_cost(model, latents, tokens(), steps=1)
+    assert 0 < ms < 60_000
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError):
+        latent.training_cost(model, latents, tokens(), steps=0)
+
+
+def test_pixel_twin_is_the_same_network_on_pixels(chain):
+    twin = latent.pixel_twin(chain, RECIPE)
+    assert (twin.unet.in_channels, twin.unet.image_size) == (3, 32)
+    assert twin.unet(
+        torch.zeros(1, 3, 32, 32), 0, twin.text_states(tokens()[:1])
+    ).shape == (
+        1,
+        3,
+        32,
+        32,
+    )
+    assert twin.text_encoder is not chain.model.text_encoder  # a copy
+    latent_names = {k for k, _ in chain.model.unet.named_parameters()}
+    assert latent_names == {k for k, _ in twin.unet.named_parameters()}
+    shapes = {k: p.shape for k, p in twin.unet.named_parameters()}
+    differs = [
+        k for k, p in chain.model.unet.named_parameters() if p.shape != shapes[k]
+    ]
+    assert set(differs) == {"stem.weight", "out.1.weight", "out.1.bias"}
+
+
+def test_cost_table_lists_the_three_training_and_two_sampling_costs(chain):
+    table = latent.cost_table(chain, RECIPE, batch=2, samples=2)
+    assert set(table) == {
+        "train latent U-Net",
+        "train same U-Net on pixels",
+        "train chapter 5 pixel U-Net",
+        "sample latent U-Net",
+        "sample same U-Net on pixels",
+    }
+    assert all(value > 0 for value in table.values())
+    with pytest.raises(TypeError):
+        latent.cost_table("not a chain")

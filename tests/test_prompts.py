@@ -180,3 +180,62 @@ def test_score_prompts_feeds_the_prompts_in_batches_and_scores_the_images(
     assert torch.equal(images, scenes.images) and hits["all"].all()
     with pytest.raises(TypeError, match="generate"):
         prompts.score_prompts("draw", Oracle(WORLD), WORLD, labels)
+
+
+# ----------------------------------------------------------------------------------
+# Editing problems: inpainting a cell
+
+
+def test_cell_masks_cover_every_pixel_that_overlaps_the_cell():
+    world = WORLD
+    cells = torch.arange(world.grid**2)
+    masks = prompts.cell_masks(cells, world)  # (9, 1, 32, 32)
+    side = world.resolution / world.grid
+    for cell in range(world.grid**2):
+        row, column = divmod(cell, world.grid)
+        for y in range(world.resolution):
+            for x in range(world.resolution):
+                inside = (
+                    y + 1 > row * side
+                    and y < (row + 1) * side
+                    and x + 1 > column * side
+                    and x < (column + 1) * side
+                )
+                assert masks[cell, 0, y, x] == inside
+    assert (masks.sum(0) >= 1).all()  # every pixel lies in some cell
+
+
+def test_inpainting_task_removes_the_second_object_under_its_mask():
+    world = WORLD
+    sources, masks, labels = prompts.inpainting_task(world, 12)
+    full = world.scenes(prompts.prompt_indices(world, 12, 2), "test").images
+    assert torch.equal(labels.count, torch.full((12,), 2))
+    assert torch.equal(masks, prompts.cell_masks(labels.cell[:, 1], world))
+    # the second object lies inside its mask: outside it, source and scene agree
+    assert torch.allclose(sources * (1 - masks), full * (1 - masks), atol=1e-6)
+    assert (sources * masks).sum() < (full * masks).sum()  # removed from the cell
+    assert (full * masks).sum() > 0  # there was an object to remove
+
+
+def test_score_inpainting_reads_inside_kept_and_psnr_outside(read_truth):
+    sources, masks, labels = prompts.inpainting_task(WORLD, 20)
+    full = WORLD.scenes(prompts.prompt_indices(WORLD, 20, 2), "test")
+    read_truth.update(full.cell_targets())
+    judge = Oracle(WORLD)
+    score = prompts.score_inpainting(judge, full.images, sources, masks, labels)
+    assert score["inside"].all() and score["kept"].all()
+    assert torch.isinf(score["psnr outside"]).all()  # identical outside the mask
+    rows = torch.arange(20)
+    second, first = labels.cell[:, 1], labels.cell[:, 0]
+    read_truth["shape"][rows[:5], second[:5]] = len(WORLD.shapes)  # nothing drawn
+    colours = read_truth["colour"]
+    colours[rows[5:10], first[5:10]] = (colours[rows[5:10], first[5:10]] + 1) % 6
+    score = prompts.score_inpainting(judge, full.images, sources, masks, labels)
+    assert score["inside"].tolist() == [False] * 5 + [True] * 15
+    assert score["kept"].tolist() == [True] * 5 + [False] * 5 + [True] * 10
+    noisy = (sources + 0.1 * (1 - masks)).clamp(0, 1)
+    got = prompts.score_inpainting(judge, noisy, sources, masks, labels)
+    outside = 1 - masks
+    error = ((noisy - sources) ** 2 * outside).sum((1, 2, 3))
+    mse = error / (3 * outside.sum((1, 2, 3)))
+    torch.testing.assert_close(got["psnr outside"], 10 * torch.log10(1 / mse))

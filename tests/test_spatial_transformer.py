@@ -13,7 +13,9 @@ from minigen.nn.attention import MultiHeadAttention
 from minigen.nn.embeddings import TokenStates
 from minigen.nn.transformer import GEGLU, SpatialTransformer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's: tiny tensors, one thread
+pytestmark = pytest.mark.usefixtures(
+    "one_thread"
+)  # conftest's: tiny tensors, one thread
 
 
 def randomise(module: torch.nn.Module, std: float = 0.3) -> None:
@@ -41,7 +43,9 @@ def reference_attention(layer: MultiHeadAttention, x, context, mask):
     k = split(F.linear(context, layer.to_k.weight, layer.to_k.bias))
     v = split(F.linear(context, layer.to_v.weight, layer.to_v.bias))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return F.linear(out.transpose(1, 2).flatten(2), layer.to_out.weight, layer.to_out.bias)
+    return F.linear(
+        out.transpose(1, 2).flatten(2), layer.to_out.weight, layer.to_out.bias
+    )
 
 
 def reference_geglu(layer: GEGLU, x):
@@ -49,10 +53,14 @@ def reference_geglu(layer: GEGLU, x):
     hidden = layer.project_out.in_features
     both = F.linear(x, layer.project_in.weight, layer.project_in.bias)
     a, gate = both[..., :hidden], both[..., hidden:]
-    return F.linear(a * F.gelu(gate), layer.project_out.weight, layer.project_out.bias)
+    return F.linear(
+        a * F.gelu(gate), layer.project_out.weight, layer.project_out.bias
+    )
 
 
-def reference_spatial(layer: SpatialTransformer, x, tokens: TokenStates, cross=None):
+def reference_spatial(
+    layer: SpatialTransformer, x, tokens: TokenStates, cross=None
+):
     """GroupNorm -> proj_in -> +self-attn(LN) -> +cross-attn(LN, states, mask) -> +GEGLU(LN) -> proj_out
     -> + x. cross: replaces the cross-attention term when given (a function of its input)."""
     batch, channels, height, width = x.shape
@@ -88,7 +96,9 @@ def random_layer(channels=8, context_dim=6, heads=2, seed=0):
 # SpatialTransformer
 
 
-@pytest.mark.parametrize("channels, heads, side", [(8, 2, 3), (16, 4, 2), (8, 1, 4)])
+@pytest.mark.parametrize(
+    "channels, heads, side", [(8, 2, 3), (16, 4, 2), (8, 1, 4)]
+)
 def test_spatial_transformer_matches_its_forward_written_out(channels, heads, side):
     layer = random_layer(channels, 6, heads, seed=channels + heads)
     x = torch.randn(2, channels, side, side + 1, dtype=torch.float64) * 2 + 0.5
@@ -107,7 +117,9 @@ def test_cross_attention_really_reads_the_mask():
     unmasked = TokenStates(tokens.states, torch.ones_like(tokens.mask))
     out = layer(x, tokens)
     assert not torch.allclose(out, reference_spatial(layer, x, unmasked), atol=1e-4)
-    torch.testing.assert_close(out[:1], reference_spatial(layer, x, unmasked)[:1])  # row 0 unpadded
+    torch.testing.assert_close(
+        out[:1], reference_spatial(layer, x, unmasked)[:1]
+    )  # row 0 unpadded
 
 
 def test_a_text_of_padding_only_adds_the_output_bias_of_the_cross_attention():
@@ -117,7 +129,9 @@ def test_a_text_of_padding_only_adds_the_output_bias_of_the_cross_attention():
     tokens = text(lengths=(0, 3))
     out = layer(x, tokens)
     bias = layer.cross_attention.to_out.bias
-    expected = reference_spatial(layer, x[:1], tokens[0], cross=lambda c: bias.expand_as(c))
+    expected = reference_spatial(
+        layer, x[:1], tokens[0], cross=lambda c: bias.expand_as(c)
+    )
     torch.testing.assert_close(out[:1], expected, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(out[1:], reference_spatial(layer, x[1:], tokens[1]))
 
@@ -198,11 +212,15 @@ def test_geglu_matches_its_formula(dim, ratio):
     assert layer.project_out.in_features == hidden
     x = torch.randn(3, 4, dim, dtype=torch.float64)
     out = layer(x)
-    torch.testing.assert_close(out, reference_geglu(layer, x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        out, reference_geglu(layer, x), rtol=1e-12, atol=1e-12
+    )
     # the two halves swapped (gate * gelu(a)) is another function: the check above would see it
     both = F.linear(x, layer.project_in.weight, layer.project_in.bias)
     a, gate = both[..., :hidden], both[..., hidden:]
-    swapped = F.linear(gate * F.gelu(a), layer.project_out.weight, layer.project_out.bias)
+    swapped = F.linear(
+        gate * F.gelu(a), layer.project_out.weight, layer.project_out.bias
+    )
     assert (swapped - out).abs().max() > 1e-2
     # nor is it an ungated MLP, project_out(gelu(a))
     ungated = F.linear(F.gelu(a), layer.project_out.weight, layer.project_out.bias)
@@ -291,10 +309,14 @@ def test_padding_tokens_have_no_influence_through_the_whole_unet():
     with torch.no_grad():
         out = model(x, t, tokens)
         noise = torch.randn_like(tokens.states) * 5
-        changed = TokenStates(torch.where(tokens.mask[..., None], tokens.states, noise), tokens.mask)
+        changed = TokenStates(
+            torch.where(tokens.mask[..., None], tokens.states, noise), tokens.mask
+        )
         torch.testing.assert_close(model(x, t, changed), out, rtol=0, atol=1e-6)
         # more padding: the sums run over more (zero-weight) keys, float32 rounding only
-        torch.testing.assert_close(model(x, t, tokens.pad_to(8)), out, rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            model(x, t, tokens.pad_to(8)), out, rtol=0, atol=1e-5
+        )
         real = tokens.states.clone()
         real[0, 2] += 1.0  # the last real token of row 0
         moved = model(x, t, TokenStates(real, tokens.mask))
@@ -323,9 +345,25 @@ def test_text_unet_cond_must_be_token_states_of_its_width():
 
 def test_text_dim_excludes_the_other_conditions():
     with pytest.raises(ValueError):
-        UNet(4, 8, (1, 2), attention_levels=(0, 1), image_size=8, text_dim=6, class_counts=[3])
+        UNet(
+            4,
+            8,
+            (1, 2),
+            attention_levels=(0, 1),
+            image_size=8,
+            text_dim=6,
+            class_counts=[3],
+        )
     with pytest.raises(ValueError):
-        UNet(4, 8, (1, 2), attention_levels=(0, 1), image_size=8, text_dim=6, cond_dim=5)
+        UNet(
+            4,
+            8,
+            (1, 2),
+            attention_levels=(0, 1),
+            image_size=8,
+            text_dim=6,
+            cond_dim=5,
+        )
     with pytest.raises(ValueError):
         UNet(4, 8, (1, 2), attention_levels=(0, 1), image_size=8, text_dim=0)
     with pytest.raises(TypeError):

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from minigen.core.validators import check_instance, check_int, check_tensor
 from minigen.data import captions
-from minigen.data.shapes import SceneLabels, Scenes, ShapesWorld, relation
+from minigen.data.shapes import SceneLabels, Scenes, ShapesWorld, relation, render
 from minigen.models.oracle import Oracle, parse
 
 ONE_OBJECT = ("shape", "colour", "size", "cell", "all")
@@ -158,3 +158,80 @@ def score_prompts(
         [generate(texts[i : i + size]) for i in range(0, len(texts), size)]
     )
     return prompt_hits(judge, images, labels), images
+
+
+# ----------------------------------------------------------------------------------
+# Editing: img2img and inpainting, judged by the oracle
+
+
+def one_object_scenes(labels: SceneLabels, world: ShapesWorld) -> Tensor:
+    """The images (N, 3, S, S) of `labels`' scenes with their first object only."""
+    check_instance("labels", labels, SceneLabels, "SceneLabels")
+    fields = (labels.shape, labels.colour, labels.size, labels.cell)
+    images, _ = render(
+        *(field[:, :1] for field in fields), labels.offset[:, :1],
+        resolution=world.resolution, grid=world.grid, shapes=world.shapes,
+        colours=world.colours, sizes=world.sizes,
+    )  # fmt: skip
+    return images
+
+
+def cell_masks(cells: Tensor, world: ShapesWorld) -> Tensor:
+    """(N,) cell indices -> (N, 1, S, S) masks, 1 on every pixel that overlaps
+    the cell (so an object drawn in the cell, anti-aliased edges included, lies
+    inside its mask)."""
+    check_tensor("cells", cells, dims=1, shape="(N,) cell indices")
+    side = world.resolution / world.grid  # a cell's side in pixels
+    pixels = torch.arange(world.resolution)
+    # pixel [p, p + 1) overlaps cell band [b side, (b + 1) side)
+    bands = torch.arange(world.grid)
+    overlaps = (pixels[None, :] + 1 > bands[:, None] * side) & (
+        pixels[None, :] < (bands[:, None] + 1) * side
+    )  # (grid, S)
+    rows = overlaps[cells.div(world.grid, rounding_mode="floor")]  # (N, S)
+    columns = overlaps[cells % world.grid]
+    masks = rows[:, :, None] & columns[:, None, :]
+    return masks[:, None].float()  # (N, 1, S, S)
+
+
+def inpainting_task(
+    world: ShapesWorld, n: int, split: str = "test"
+) -> tuple[Tensor, Tensor, SceneLabels]:
+    """Held-out inpainting problems from the first n two-object scenes of `split`:
+    the scene with its first object only (N, 3, S, S) in [0, 1], a mask (N, 1, S,
+    S) on the cell of the second object, and the two-object labels, whose captions
+    are the prompts: "draw the second object where the mask is"."""
+    labels = prompt_labels(world, n, 2, split)
+    masks = cell_masks(labels.cell[:, 1], world)
+    return one_object_scenes(labels, world), masks, labels
+
+
+def score_inpainting(
+    judge: Oracle,
+    images: Tensor,
+    sources: Tensor,
+    masks: Tensor,
+    labels: SceneLabels,
+) -> dict[str, Tensor]:
+    """Per image (N,): "inside", the oracle reads the prompt's second object
+    (shape, colour, size) in its cell; "kept", it reads the first object in its
+    cell as in the source; "psnr outside" (dB), against the source outside the
+    mask."""
+    check_instance("judge", judge, Oracle)
+    read = parse(judge, images)
+    rows = torch.arange(len(images))
+    found = {
+        slot: torch.stack(
+            [
+                read[name][rows, labels.cell[:, slot]]
+                == getattr(labels, name)[:, slot]
+                for name in ("shape", "colour", "size")
+            ]
+        ).all(0)
+        for slot in (0, 1)
+    }
+    outside = 1 - masks
+    error = ((images - sources) ** 2 * outside).flatten(1).sum(1)
+    mse = error / (3 * outside.flatten(1).sum(1))
+    psnr = 10 * torch.log10(1 / mse)
+    return {"inside": found[1], "kept": found[0], "psnr outside": psnr}

@@ -1,4 +1,4 @@
-"""Exercises of chapters 1 to 7, checked automatically.
+"""Exercises of chapters 1 to 8, checked automatically.
 
 The reader writes a function; a checker runs it on deterministic cases (hand-picked
 corners first, then seeded random ones) and compares every answer with an
@@ -11,17 +11,19 @@ each input pixel, the values of ``F.pixel_shuffle``, the mean squared error of
 loss as ``F.cross_entropy`` of the logits and of their transpose; and brute-force
 loops for a step of BPE training, for zero-shot classification and for reranking
 prior samples; a rotation in the plane of two vectors for slerp; DDIM's step as an
-interpolation of x_t and x0. So a checker never trusts the code it teaches, and its
-source gives no formula away. Whatever the reader's code does (a wrong answer, an
-exception), a checker does not raise: it
+interpolation of x_t and x0; ``F.scaled_dot_product_attention`` for
+cross-attention and ``torch.where`` for the inpainting blend. So a checker never
+trusts the code it teaches, and its source gives no formula away. Whatever the
+reader's code does (a wrong answer, an exception), a checker does not raise: it
 returns a :class:`CheckResult` that shows the first counterexample.
 
 The package: ``engine`` runs the cases and judges the answers; one module per
 chapter (``ch01_convolution``, ``ch02_upsampling``, ``ch03_autoencoder``,
-``ch04_vae``, ``ch05_diffusion``, ``ch06_clip``, ``ch07_dalle2``) holds, for each
-of its exercises, the checker, the reference and the cases one after another, and
-names the papers. A new chapter adds a module and re-exports its checkers here, so
-that a notebook calls ``exercises.check_conv_output_size(my_fn)``.
+``ch04_vae``, ``ch05_diffusion``, ``ch06_clip``, ``ch07_dalle2``, ``ch08_latent``)
+holds, for each of its exercises, the checker, the reference and the cases one
+after another, and names the papers. A new chapter adds a module and re-exports
+its checkers here, so that a notebook calls
+``exercises.check_conv_output_size(my_fn)``.
 """
 
 from minigen.exercises.ch01_convolution import (
@@ -47,6 +49,11 @@ from minigen.exercises.ch07_dalle2 import (
     check_rerank,
     check_slerp,
 )
+from minigen.exercises.ch08_latent import (
+    check_cross_attention,
+    check_img2img_start,
+    check_inpainting_blend,
+)
 from minigen.exercises.engine import CheckResult
 
 __all__ = [
@@ -68,4 +75,7 @@ __all__ = [
     "check_slerp",
     "check_prior_ddim_step",
     "check_rerank",
+    "check_cross_attention",
+    "check_img2img_start",
+    "check_inpainting_blend",
 ]

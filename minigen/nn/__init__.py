@@ -6,7 +6,8 @@
   MultiHeadAttention (self- and cross-attention), SelfAttention2d and
   CrossAttention2d for feature maps;
 - `transformer`: the pre-LN TransformerBlock (causal and padding masks, optional
-  cross-attention) of the CLIP text encoder, the ViT and the DALL-E 2 prior;
+  cross-attention) of the CLIP text encoder, the ViT and the DALL-E 2 prior; the
+  SpatialTransformer and GEGLU of latent diffusion;
 - `embeddings`: timestep, positional and condition embeddings;
 - `residual`: the U-Net's ResidualBlock with scale-shift conditioning;
 - `resample`: x2 upsamplers (transposed convolution, resize-convolution, pixel

@@ -94,13 +94,13 @@ class LatentRecipe:
     "joint" (a fresh encoder of the same shape trained with the U-Net)."""
 
     text: str = "frozen"
-    steps: int = 3000
+    steps: int = 1500
     batch: int = 64
-    channels: int = 64
+    channels: int = 32
     lr: float = 1e-3
     cond_dropout: float = 0.1
     scenes: int = 20_000
-    inpaint_steps: int = 1000
+    inpaint_steps: int = 500
     seed: int = 0
 
     def __post_init__(self):
@@ -131,8 +131,8 @@ def book_latent_recipe(text: str = "frozen", seed: int = 0) -> LatentRecipe:
         ),
         cpu=LatentRecipe(text, seed=seed),
         gpu=LatentRecipe(
-            text, steps=20_000, batch=128, channels=128, scenes=100_000,
-            inpaint_steps=4000, seed=seed,
+            text, steps=10_000, batch=128, channels=64, scenes=100_000,
+            inpaint_steps=2000, seed=seed,
         ),
     )  # fmt: skip
 
@@ -228,6 +228,7 @@ def build_model(
     null_tokens: Tensor,
     latent_side: int,
     in_channels: int = first_stage.LATENT_CHANNELS,
+    out_channels: int = first_stage.LATENT_CHANNELS,
 ) -> TextToImageUNet:
     """The latent U-Net of `recipe`: two levels (s and s / 2), a SpatialTransformer
     after every residual block of the coarser level and in the middle, x and y
@@ -235,7 +236,7 @@ def build_model(
     masked latent, mask)."""
     unet = UNet(
         in_channels=in_channels,
-        out_channels=first_stage.LATENT_CHANNELS,
+        out_channels=out_channels,
         base_channels=recipe.channels,
         channel_mults=(1, 2),
         attention_levels=(1,),
@@ -346,7 +347,7 @@ class LatentDiffusion:
     autoencoder: KLAutoencoder
     tokenizer: BPETokenizer
     steps: int = 25
-    guidance: float = 3.0
+    guidance: float = 5.0
     inpainter: TextToImageUNet | None = None
 
     def tokens(self, prompts: Sequence[str]) -> Tensor:
@@ -688,9 +689,9 @@ def pixel_twin(chain: LatentDiffusion, recipe: LatentRecipe) -> TextToImageUNet:
     """The chain's U-Net and text encoder, untrained, on 32x32 pixels instead of
     8x8x4 latents: the same network where Stable Diffusion's predecessors ran."""
     side = chain.autoencoder.image_size
-    model = build_model(
-        recipe, chain.model.text_encoder, chain.model.null_tokens.cpu(), side, 3
-    )
+    encoder = copy.deepcopy(chain.model.text_encoder)
+    null = chain.model.null_tokens.cpu()
+    model = build_model(recipe, encoder, null, side, in_channels=3, out_channels=3)
     return model.to(chain.model.null_tokens.device)
 
 
