@@ -3,7 +3,7 @@ chapter-1 oracle per text mode and training seed, the guidance sweep, and the co
 of latent against pixel diffusion.
 
 Run: MINIGEN_PROFILE=cpu .venv/bin/python benchmarks/latent_diffusion.py
-         [--seeds 0 1 2] [--prompts 200] [--guidance 5] [--json FILE]
+         [--seeds 0 1 2] [--prompts 200] [--guidance 3] [--json FILE]
 
 For each seed and text mode ("frozen": chapter 6's CLIP text encoder; "joint":
 a fresh one trained with the U-Net), `latent.load_latent_diffusion` (trained if
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument(
         "--prompts", type=int, default=pick(smoke=8, cpu=200, gpu=500)
     )
-    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -132,7 +132,7 @@ def main() -> None:
         for key, (mean, sd) in figures.items():
             print(f"  {key:24} {mean:8.2f} ± {sd:.2f}")
     sweep = guidance_sweep(args, judge)
-    cost = latent.cost_table(latent.load_latent_diffusion(), seed=0)
+    cost = latent.cost_table(latent.load_latent_diffusion())
     for name, value in cost.items():
         print(f"{name:40} {value:10.3f}")
     if args.json:

@@ -347,7 +347,7 @@ class LatentDiffusion:
     autoencoder: KLAutoencoder
     tokenizer: BPETokenizer
     steps: int = 25
-    guidance: float = 5.0
+    guidance: float = 3.0
     inpainter: TextToImageUNet | None = None
 
     def tokens(self, prompts: Sequence[str]) -> Tensor:
