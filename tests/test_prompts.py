@@ -239,3 +239,20 @@ def test_score_inpainting_reads_inside_kept_and_psnr_outside(read_truth):
     error = ((noisy - sources) ** 2 * outside).sum((1, 2, 3))
     mse = error / (3 * outside.sum((1, 2, 3)))
     torch.testing.assert_close(got["psnr outside"], 10 * torch.log10(1 / mse))
+
+
+def test_object_read_finds_each_object_in_its_cell_whatever_else_is_there(
+    read_truth,
+):
+    full = WORLD.scenes(prompts.prompt_indices(WORLD, 10, 2), "test")
+    labels = WORLD.sample_labels(prompts.prompt_indices(WORLD, 10, 2), "test")
+    read_truth.update(full.cell_targets())
+    judge = Oracle(WORLD)
+    for slot in (0, 1):
+        assert prompts.object_read(judge, full.images, labels, slot).all()
+    read_truth["size"][torch.arange(3), labels.cell[:3, 1]] += 1  # wrong size
+    found = prompts.object_read(judge, full.images, labels, 1)
+    assert found.tolist() == [False] * 3 + [True] * 7
+    assert prompts.object_read(judge, full.images, labels, 0).all()
+    with pytest.raises(ValueError):
+        prompts.object_read(judge, full.images, labels, 2)  # two slots only

@@ -206,6 +206,22 @@ def inpainting_task(
     return one_object_scenes(labels, world), masks, labels
 
 
+def object_read(
+    judge: Oracle, images: Tensor, labels: SceneLabels, slot: int = 0
+) -> Tensor:
+    """Per image (N,) bool: the oracle reads object `slot` of `labels` (its shape,
+    colour and size) in its cell, whatever else the image holds."""
+    check_instance("judge", judge, Oracle)
+    check_instance("labels", labels, SceneLabels, "SceneLabels")
+    slot = check_int("slot", slot, minimum=0, maximum=labels.shape.shape[1] - 1)
+    read, rows, cells = parse(judge, images), torch.arange(len(images)), labels.cell
+    found = [
+        read[name][rows, cells[:, slot]] == getattr(labels, name)[:, slot]
+        for name in ("shape", "colour", "size")
+    ]
+    return torch.stack(found).all(0) & (cells[:, slot] >= 0)
+
+
 def score_inpainting(
     judge: Oracle,
     images: Tensor,
@@ -217,21 +233,11 @@ def score_inpainting(
     (shape, colour, size) in its cell; "kept", it reads the first object in its
     cell as in the source; "psnr outside" (dB), against the source outside the
     mask."""
-    check_instance("judge", judge, Oracle)
-    read = parse(judge, images)
-    rows = torch.arange(len(images))
-    found = {
-        slot: torch.stack(
-            [
-                read[name][rows, labels.cell[:, slot]]
-                == getattr(labels, name)[:, slot]
-                for name in ("shape", "colour", "size")
-            ]
-        ).all(0)
-        for slot in (0, 1)
-    }
     outside = 1 - masks
     error = ((images - sources) ** 2 * outside).flatten(1).sum(1)
     mse = error / (3 * outside.flatten(1).sum(1))
-    psnr = 10 * torch.log10(1 / mse)
-    return {"inside": found[1], "kept": found[0], "psnr outside": psnr}
+    return {
+        "inside": object_read(judge, images, labels, 1),
+        "kept": object_read(judge, images, labels, 0),
+        "psnr outside": 10 * torch.log10(1 / mse),
+    }

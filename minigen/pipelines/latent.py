@@ -664,7 +664,7 @@ def training_cost(
     x0: Tensor,
     cond: Tensor,
     precision: Precision | None = None,
-    steps: int = 5,
+    steps: int = 10,
 ) -> float:
     """Milliseconds per image of a training step (loss, backward, AdamW) of a copy
     of `model` on the batch x0 with its condition: one untimed warm-up step, then
