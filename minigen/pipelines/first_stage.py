@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -160,11 +160,9 @@ class FirstStageRecipe:
 
     def __post_init__(self):
         check_ints("widths", self.widths)
-        for field in fields(self):
-            if field.type == "int":
-                check_int(field.name, getattr(self, field.name), minimum=0)
         check_int("steps", self.steps)
         check_int("batch", self.batch)
+        check_int("seed", self.seed, 0, 2**32 - 1)
         check_positive("lr", self.lr)
         check_positive("kl_weight", self.kl_weight)
 
