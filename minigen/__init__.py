@@ -46,6 +46,7 @@ _PUBLIC = {  # module -> the public names it defines
     ),
     "core.show": "show",
     "core.summary": "layer_shapes",
+    "core.text": "BOOK_COLUMN ColumnRepr Table dataclass_repr wrap_parts",
     "core.train": (
         "EMA History NonFiniteGradientError NonFiniteLossError "
         "check_training_arguments load_checkpoint save_checkpoint train "

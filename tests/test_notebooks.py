@@ -149,3 +149,61 @@ def test_code_the_book_shows_is_the_code_in_the_package(path):
         if current.strip() != stored.strip():
             stale.append(expression)
     assert not stale, f"{path.name} shows outdated code for {stale}; re-execute it"
+
+
+# What the HTML book renders of an output with several formats, in myst-nb's order.
+RENDER_PRIORITY = [
+    "application/vnd.jupyter.widget-view+json", "application/javascript",
+    "text/html", "image/svg+xml", "image/png", "image/jpeg", "text/markdown",
+    "text/latex", "text/plain",
+]  # fmt: skip
+BOOK_COLUMN = 84  # characters the book's code column shows at 1280 px
+PROGRESS_BAR = re.compile(r"\d+%\|")
+
+
+def shown_lines(output: dict) -> tuple[str, list[str]]:
+    """(format, the lines that the book shows in a fixed-width block) of one output:
+    stream and plain text whole; of Markdown only its fenced code (tables and prose
+    wrap)."""
+    if output["output_type"] == "stream":
+        return "stream", "".join(output["text"]).splitlines()
+    data = output.get("data", {})
+    kind = next((k for k in RENDER_PRIORITY if k in data), "none")
+    text = "".join(data.get(kind, "")) if kind.startswith("text/") else ""
+    if kind == "text/markdown":
+        fenced = re.findall(r"^(`{3,})python\n(.*?)^\1", text, re.M | re.S)
+        return kind, [line for _, code in fenced for line in code.splitlines()]
+    if kind == "text/plain":
+        return kind, text.splitlines()
+    return kind, []  # a widget, an image, HTML: no fixed-width text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_line_the_book_shows_fits_the_code_column(path):
+    """Code cells, printed output and shown source: no line over 84 characters."""
+    too_long = []
+    for index, cell in enumerate(code_cells(path)):
+        lines = [("source", line) for line in "".join(cell["source"]).splitlines()]
+        for output in cell.get("outputs", []):
+            kind, shown = shown_lines(output)
+            lines += [(kind, line) for line in shown]
+        too_long += [
+            f"cell {index} {kind}: {line[:60]}… ({len(line)} characters)"
+            for kind, line in lines
+            if len(line) > BOOK_COLUMN
+        ]
+    assert not too_long, f"{path.name}:\n" + "\n".join(too_long)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_progress_bar_is_stored_as_a_widget(path):
+    """A stored tqdm widget shows nothing in the book; execute with
+    MINIGEN_PROGRESS=text (make execute) so a text line is stored instead."""
+    widgets = [
+        index
+        for index, cell in enumerate(code_cells(path))
+        for output in cell.get("outputs", [])
+        if shown_lines(output)[0] == "application/vnd.jupyter.widget-view+json"
+        and PROGRESS_BAR.search("".join(output["data"].get("text/plain", "")))
+    ]
+    assert not widgets, f"{path.name}: cells {widgets} store progress-bar widgets"

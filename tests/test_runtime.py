@@ -123,6 +123,9 @@ def test_provenance_states_profile_device_precision_versions_time(monkeypatch):
     assert re.search(r"Python 3\.\d+\.\d+", line)
     assert re.search(r"wall time \d+(\.\d)? (s|min)", line)
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC$", line)
+    lines = line.splitlines()
+    assert len(lines) > 1 and all(len(part) <= 84 for part in lines)
+    assert " · ".join(part.removesuffix(" ·") for part in lines).count(" · ") == 7
 
 
 def test_provenance_uses_the_default_precision(monkeypatch):

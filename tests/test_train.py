@@ -669,10 +669,30 @@ def test_text_progress_prints_only_the_final_line(capsys, monkeypatch):
     history = fit_three_steps()
     out, err = capsys.readouterr()
     assert err == ""
-    assert out.count("\n") == 1 and "\r" not in out  # no frames, one line
-    assert out.startswith("fit: 100%") and "3/3" in out
+    meter, metrics = out.splitlines()  # no frames: the meter, then the loss
+    assert "\r" not in out and meter.startswith("fit: 100%") and "3/3" in meter
     recent = sum(history.losses) / len(history.losses)
-    assert f"loss={recent:.4g}" in out
+    assert metrics == f"  loss={recent:.4g}"
+
+
+def test_text_progress_fits_the_book_column(capsys, monkeypatch):
+    monkeypatch.setenv("MINIGEN_PROGRESS", "text")
+    x, y = regression_data()
+    model = nn.Linear(3, 1)
+    names = [f"metric_with_a_long_name_{i}" for i in range(6)]
+
+    def loss_fn(step):
+        loss = ((model(x) - y) ** 2).mean()
+        return loss, {name: loss.detach() for name in names}
+
+    train(
+        model, loss_fn, steps=3, optimizer=torch.optim.SGD(model.parameters(), 0.1),
+        precision=FP32, desc="a long description of what trains", log_every=1,
+    )  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 3 and all(len(line) <= 84 for line in lines)
+    assert lines[0].startswith("a long description of what trains: 100%")
+    assert all(f"{name}=" in "".join(lines[1:]) for name in names)
 
 
 def test_text_progress_stays_silent_when_progress_is_off(capsys, monkeypatch):

@@ -31,6 +31,7 @@ from torch import nn
 
 import minigen
 from minigen.core.profiles import current_profile
+from minigen.core.text import wrap_parts
 from minigen.core.validators import (
     check_choice,
     check_instance,
@@ -244,8 +245,8 @@ def _format_duration(seconds: float) -> str:
 
 
 def provenance(precision: Precision | None = None) -> str:
-    """One line stating what produced a notebook's outputs; the last cell of every
-    chapter prints it.
+    """What produced a notebook's outputs, in lines that fit the book's column; the
+    last cell of every chapter prints it.
 
     precision: the one the notebook trained with (default: `choose_precision()`).
     The wall time counts from the import of minigen.
@@ -267,4 +268,4 @@ def provenance(precision: Precision | None = None) -> str:
         f"wall time {_format_duration(time.perf_counter() - minigen.IMPORTED_AT)}",
         datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     ]
-    return " · ".join(parts)
+    return wrap_parts(parts)

@@ -29,6 +29,7 @@ from tqdm import std as tqdm_text
 from tqdm.auto import tqdm
 
 from minigen.core.runtime import Precision, as_device, choose_precision, train_mode
+from minigen.core.text import BOOK_COLUMN, wrap_parts
 from minigen.core.validators import (
     check_bool,
     check_float,
@@ -692,7 +693,7 @@ def train(
                 on_step(step + 1)
                 started += time.perf_counter() - paused  # not training time
     if text_progress:
-        print(bar)  # the final line: steps, time, rate, recent loss
+        print(_final_line(bar))
     if checkpoint is not None:
         save()
     return history
@@ -734,6 +735,17 @@ def _progress_bar(
             ascii=True,
         )
     return tqdm(steps_left, desc, initial=start, total=steps, disable=not progress)
+
+
+def _final_line(bar: tqdm) -> str:
+    """The text bar's last frame fitted to the book's column: steps, time and rate,
+    then the recent loss and metrics on lines of their own."""
+    meter = dict(bar.format_dict, postfix=None, ncols=BOOK_COLUMN)
+    line = bar.format_meter(**meter)
+    if not bar.postfix:
+        return line
+    metrics = bar.postfix.split(", ")
+    return f"{line}\n  {wrap_parts(metrics, ', ', indent='  ')}"
 
 
 def _show_progress(bar: tqdm, history: History, metrics: dict[str, float]) -> None:

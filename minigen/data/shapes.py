@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from minigen.core.runtime import as_device
+from minigen.core.text import ColumnRepr
 from minigen.core.validators import (
     check_choice,
     check_float,
@@ -589,7 +590,7 @@ _TENSOR_FIELDS = (
 
 
 @dataclass(frozen=True)
-class ShapesWorld:
+class ShapesWorld(ColumnRepr):
     """A world of captioned scenes: every scene is a pure function of (seed, split,
     index).
 

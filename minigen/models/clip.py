@@ -39,6 +39,7 @@ from minigen.core.runtime import (
     choose_precision,
     seed_everything,
 )
+from minigen.core.text import ColumnRepr
 from minigen.core.train import (
     History,
     load_checkpoint,
@@ -524,7 +525,7 @@ def train_clip(
 
 
 @dataclass(frozen=True)
-class CLIPRecipe:
+class CLIPRecipe(ColumnRepr):
     """How the book's CLIP is made: the image encoder ("resnet" or "vit"), the
     training run, the hard negatives (NegCLIP when not empty), the tokenizer's
     vocabulary and the widths. Its repr names the cached file."""

@@ -28,6 +28,7 @@ from torch import Tensor
 from minigen.core.cache import cache_path, check_settings, check_writable
 from minigen.core.profiles import pick
 from minigen.core.runtime import Precision, choose_precision, seed_everything
+from minigen.core.text import ColumnRepr
 from minigen.core.train import History, load_checkpoint, save_checkpoint
 from minigen.core.validators import (
     check_bool,
@@ -52,7 +53,7 @@ SCHEDULE_STEPS = 1000
 
 
 @dataclass(frozen=True)
-class UpsamplerRecipe:
+class UpsamplerRecipe(ColumnRepr):
     """How the upsampler is trained: chapter 5's recipe (v objective, min-SNR 5,
     EMA 0.995) on 64x64 scenes, their low-resolution versions degraded by a
     Gaussian blur of a random width up to max_blur (in low-resolution pixels) and

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from minigen.core.cache import cache_path, check_settings, check_writable
 from minigen.core.profiles import pick
 from minigen.core.runtime import Precision, choose_precision, seed_everything
+from minigen.core.text import ColumnRepr
 from minigen.core.train import History, load_checkpoint, save_checkpoint, train
 from minigen.core.validators import (
     check_bool,
@@ -147,7 +148,7 @@ def first_stage_loss(
 
 
 @dataclass(frozen=True)
-class FirstStageRecipe:
+class FirstStageRecipe(ColumnRepr):
     """How the first stage is trained: Adam on fresh training scenes, cosine
     decay; kl_weight is tiny, as in latent diffusion (1e-6 there)."""
 

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from minigen.core.cache import cache_path, check_settings, check_writable
 from minigen.core.profiles import pick
 from minigen.core.runtime import Precision, choose_precision, seed_everything
+from minigen.core.text import ColumnRepr
 from minigen.core.train import (
     EMA,
     History,
@@ -87,7 +88,7 @@ def scaled_linear_schedule(steps: int = SCHEDULE_STEPS) -> NoiseSchedule:
 
 
 @dataclass(frozen=True)
-class LatentRecipe:
+class LatentRecipe(ColumnRepr):
     """How the latent U-Net is trained: the v objective with min-SNR 5, EMA, AdamW
     with warm-up and cosine decay, on `scenes` captioned training scenes (English
     and Chinese alternating), `text` "frozen" (chapter 6's CLIP text encoder) or

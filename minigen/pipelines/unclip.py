@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from minigen.core.cache import cache_path, check_settings, check_writable
 from minigen.core.profiles import pick
 from minigen.core.runtime import Precision, choose_precision, seed_everything
+from minigen.core.text import ColumnRepr
 from minigen.core.train import (
     History,
     load_checkpoint,
@@ -70,7 +71,7 @@ DECODER_SCHEDULE_STEPS = 1000  # the decoder's, as chapter 5's U-Net
 
 
 @dataclass(frozen=True)
-class UnCLIPRecipe:
+class UnCLIPRecipe(ColumnRepr):
     """How the decoder and the three priors are trained (chapter 5's recipe for
     the decoder: v objective, min-SNR 5, EMA 0.995, warm-up then cosine)."""
 
