@@ -112,7 +112,7 @@ _PUBLIC = {  # module -> the public names it defines
         "output_shape output_size_formula receptive_field_figure "
         "window_positions"
     ),
-    "viz.grids": "image_grid plot_history to_numpy_image",
+    "viz.grids": "ActualSize image_grid plot_history to_numpy_image",
     "viz.widgets": (
         "ConvExplorer InterpolationExplorer conv_explorer interpolation_explorer"
     ),

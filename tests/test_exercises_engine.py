@@ -86,10 +86,9 @@ def test_a_stub_is_not_attempted_yet(check):
     result = check(stub)
     assert isinstance(result, CheckResult)
     assert not result.passed and not result.attempted and result.cases == 1
-    assert (
-        repr(result)
-        == f"⏳ {result.name}: not attempted yet: your function raised NotImplementedError"
-    )
+    text = f"⏳ {result.name}: not attempted yet: your function raised NotImplementedError"
+    assert " ".join(repr(result).split()) == text  # wrapped, words unchanged
+    assert all(len(line) <= 84 for line in repr(result).splitlines())
 
 
 @pytest.mark.parametrize("check", CHECKERS, ids=lambda check: check.__name__)
@@ -146,6 +145,17 @@ def test_run_stops_at_the_first_wrong_value():
         -9,
     )
     assert repr(result) == "❌ square: x=-3 → expected 9, got -9"
+
+
+def test_a_long_message_wraps_to_the_book_column_and_keeps_short_lines():
+    message = "x=" + "1, " * 40 + "→ expected 9, got -9\n  short second line"
+    result = CheckResult("square", passed=False, cases=1, message=message)
+    lines = repr(result).splitlines()
+    assert all(len(line) <= 84 for line in lines) and len(lines) == 3
+    assert lines[1].startswith("    ") and lines[2] == "  short second line"
+    assert " ".join(repr(result).split()) == " ".join(
+        f"❌ square: {message}".split()
+    )
 
 
 def test_run_reports_a_type_problem_only_if_no_value_is_wrong():

@@ -10,7 +10,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from minigen.core.train import History
-from minigen.viz.grids import image_grid, plot_history, to_numpy_image
+from minigen.viz.grids import ActualSize, image_grid, plot_history, to_numpy_image
 
 
 @pytest.fixture(autouse=True)
@@ -315,3 +315,54 @@ def test_image_grid_keeps_line_breaks_in_titles():
     assert lines[0].startswith("true:") and any(
         line.startswith("read:") for line in lines[1:]
     )
+
+
+# --- ActualSize: pixel-exact HTML ---
+
+
+def decoded_images(html_text):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    found = re.findall(r'base64,([^"]+)" width="(\d+)" height="(\d+)"', html_text)
+    return [
+        (np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))), int(w), int(h))
+        for data, w, h in found
+    ]
+
+
+def test_actual_size_stores_the_pixels_exactly_and_sizes_them_by_zoom():
+    g = torch.Generator().manual_seed(0)
+    colour, grey = (
+        torch.rand(3, 4, 5, generator=g),
+        torch.rand(1, 6, 7, generator=g),
+    )
+    shown = ActualSize([colour, grey], ["colour", "grey"], zoom=3)
+    (rgb, w1, h1), (mono, w2, h2) = decoded_images(shown._repr_html_())
+    expected = torch.round(colour.permute(1, 2, 0) * 255).to(torch.uint8).numpy()
+    assert np.array_equal(rgb, expected)
+    assert np.array_equal(mono, torch.round(grey[0] * 255).to(torch.uint8).numpy())
+    assert (w1, h1, w2, h2) == (15, 12, 21, 18)
+    assert "pixelated" in shown._repr_html_()
+
+
+def test_actual_size_escapes_titles_and_keeps_their_line_breaks():
+    shown = ActualSize(torch.zeros(1, 1, 2, 2), ["a < b & c\nsecond"])
+    assert "a &lt; b &amp; c<br>second" in shown._repr_html_()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(images=torch.full((1, 3, 2, 2), 1.5)), ValueError),  # not in [0, 1]
+        (dict(images=torch.zeros(2, 1, 2, 2), titles=["one"]), ValueError),
+        (dict(images=torch.zeros(1, 1, 2, 2), zoom=0), ValueError),
+        (dict(images=torch.zeros(1, 1, 2, 2), zoom=1.5), TypeError),
+    ],
+)
+def test_actual_size_rejects_bad_input(kwargs, error):
+    with pytest.raises(error):
+        ActualSize(**kwargs)

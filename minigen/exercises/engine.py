@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from minigen.core.text import BOOK_COLUMN
 from minigen.core.validators import (
     check_instance,
     check_int,
@@ -49,7 +51,13 @@ class CheckResult:
 
     def __repr__(self) -> str:
         icon = "✅" if self.passed else "❌" if self.attempted else "⏳"
-        return f"{icon} {self.name}: {self.message}"
+        lines = f"{icon} {self.name}: {self.message}".splitlines()
+        return "\n".join(  # long lines wrapped to the book's column
+            textwrap.fill(line, BOOK_COLUMN, subsequent_indent="    ")
+            if len(line) > BOOK_COLUMN
+            else line
+            for line in lines
+        )
 
 
 @dataclass(frozen=True)

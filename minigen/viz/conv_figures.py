@@ -363,7 +363,7 @@ def conv_frame(
     )
     config = _config_text(i, k, s, p, d, transposed, output_padding)
     ax.set_title(f"{config}\n{formula}")
-    ax.set_xlabel(_caption(geometry, transposed), fontsize="small")
+    ax.set_xlabel(_caption(geometry, transposed), fontsize="medium")
     return ax
 
 
@@ -410,13 +410,13 @@ def conv_frames_figure(
     width = min(3.2, 10.0 / ncols)
     frame_w, frame_h = _frame_size_inches(geometry, width=width, labels=False)
     caption_lines = 2 if transposed else 1
-    height = (frame_h + 0.35) * nrows + 0.8 + 0.25 * caption_lines
+    height = (frame_h + 0.4) * nrows + 0.9 + 0.3 * caption_lines
     figure = Figure(figsize=(frame_w * ncols, height), layout="constrained")
     axes = figure.subplots(nrows, ncols, squeeze=False)
     for ax, step in zip(axes.flat, steps):
         _draw_frame(ax, geometry, step, labels=False)
         output = divmod(step, geometry.cols.outputs)
-        ax.set_title(f"step {step}: output {output}", fontsize="medium")
+        ax.set_title(f"step {step}: output {output}", fontsize="large")
     for ax in axes.flat[len(steps) :]:
         ax.set_visible(False)
     formula = output_size_formula(
@@ -425,7 +425,7 @@ def conv_frames_figure(
     shown = "all" if len(steps) == total else f"{len(steps)} of"
     config = _config_text(i, k, s, p, d, transposed, output_padding)
     figure.suptitle(f"{config} ({shown} {total} steps)\n{formula}")
-    figure.supxlabel(_caption(geometry, transposed), fontsize="small")
+    figure.supxlabel(_caption(geometry, transposed), fontsize="large")
     return figure
 
 

@@ -8,6 +8,9 @@ images are shown as they are, not blurred.
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -20,6 +23,7 @@ from einops import rearrange
 from matplotlib.axes import Axes
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
+from PIL import Image
 
 from minigen.core.train import History
 from minigen.core.validators import (
@@ -193,6 +197,47 @@ def image_grid(
     if suptitle:
         fig.suptitle(suptitle)
     return fig
+
+
+class ActualSize:
+    """Images shown pixel for pixel (or enlarged by a whole factor `zoom`, as
+    blocks) with captions: an HTML row of PNGs that the browser neither resamples
+    nor blurs, so fine patterns (moiré, aliasing) appear as they are in the tensor.
+    """
+
+    def __init__(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        titles: Sequence[str] | None = None,
+        zoom: int = 1,
+    ) -> None:
+        self.pictures = [
+            np.round(to_numpy_image(image) * 255).astype(np.uint8)
+            for image in _as_image_list(images)
+        ]
+        _check_titles(titles, len(self.pictures))
+        self.titles = list(titles or [""] * len(self.pictures))
+        self.zoom = check_int("zoom", zoom, maximum=64)
+
+    def _figure(self, picture: np.ndarray, title: str) -> str:
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="PNG")
+        data = base64.b64encode(buffer.getvalue()).decode("ascii")
+        height, width = (side * self.zoom for side in picture.shape[:2])
+        style = "image-rendering: pixelated; image-rendering: crisp-edges"
+        caption = html.escape(title).replace("\n", "<br>")
+        return (
+            '<figure style="margin: 0 12px 12px 0; display: inline-block; '
+            'vertical-align: top">'
+            f'<img src="data:image/png;base64,{data}" width="{width}" '
+            f'height="{height}" style="{style}; max-width: none">'
+            f'<figcaption style="font-size: 0.9em; max-width: {width}px">'
+            f"{caption}</figcaption></figure>"
+        )
+
+    def _repr_html_(self) -> str:
+        figures = "".join(map(self._figure, self.pictures, self.titles))
+        return f"<div>{figures}</div>"
 
 
 def plot_history(
