@@ -3,7 +3,8 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-PROFILE ?= cpu
+# Empty: what a notebook does unset, gpu with CUDA, else cpu (minigen.current_profile).
+PROFILE ?=
 NB      ?= notebooks/*.ipynb
 
 .PHONY: venv book test lint unit notebooks-smoke book-strict execute mutation clean
@@ -37,6 +38,7 @@ notebooks-smoke: $(STAMP)
 
 # Re-execute the notebooks in place and store their outputs (progress bars as one
 # final text line): make execute PROFILE=cpu NB=notebooks/01_convolution.ipynb
+# (PROFILE unset: gpu with CUDA, else cpu)
 execute: $(STAMP)
 	MINIGEN_PROFILE=$(PROFILE) MINIGEN_PROGRESS=text $(VENV)/bin/jupyter execute --inplace --timeout=-1 $(NB)
 

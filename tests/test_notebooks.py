@@ -207,3 +207,21 @@ def test_no_progress_bar_is_stored_as_a_widget(path):
         and PROGRESS_BAR.search("".join(output["data"].get("text/plain", "")))
     ]
     assert not widgets, f"{path.name}: cells {widgets} store progress-bar widgets"
+
+
+def test_setup_page_states_each_chapters_stored_wall_time():
+    """The set-up page's table of chapter times is what the provenance cells say."""
+    page = (ROOT / "book" / "setup.md").read_text()
+    rows = dict(re.findall(r"^\| (\d) [^|]+\| ([^|]+?) \|", page, re.M))
+    for path in NOTEBOOKS:
+        number = path.name[1]
+        if not path.name[0] == "0" or number not in "12345678":
+            continue
+        stored = re.search(
+            r"wall time (\S+ (?:s|min))", output_text(code_cells(path)[-1])
+        )
+        assert stored, f"{path.name}: no wall time in the provenance cell"
+        assert rows.get(number) == stored.group(1), (
+            f"book/setup.md gives chapter {number} {rows.get(number)!r}, its provenance "
+            f"cell {stored.group(1)!r}"
+        )

@@ -266,6 +266,43 @@ def test_long_dataclass_repr_omits_hidden_fields(width):
     assert dataclass_repr(Small()).count("hidden") == 0
 
 
+@dataclass
+class Wide:
+    a: str = "x" * 36
+    b: str = "y" * 36
+    c: str = "z" * 50
+
+
+def test_first_wrapped_line_counts_its_indent():
+    # "    a='x...x', b='y...y'," is 87 characters: b must go to the next line
+    text = dataclass_repr(Wide())
+    assert all(len(line) <= 84 for line in text.split("\n")), text
+    a, b, c = (repr(getattr(Wide, name)) for name in "abc")
+    assert text == f"Wide(\n    a={a},\n    b={b},\n    c={c},\n)"
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_dataclass_repr_fits_and_evaluates_back(seed):
+    rng = random.Random(5000 + seed)
+    lengths = [rng.randint(0, 40) for _ in range(rng.randint(1, 9))]
+    cls = dataclasses.make_dataclass(
+        "R", [(f"f{i}", str, "s" * n) for i, n in enumerate(lengths)]
+    )
+    value = cls()
+    width = rng.randint(20, 84)
+    text = dataclass_repr(value, width=width)
+    assert eval(text, {"R": cls}) == value
+    items = [f"f{i}={'s' * n!r}" for i, n in enumerate(lengths)]
+    if len(f"R({', '.join(items)})") <= width:
+        assert text == repr(value)
+        return
+    for line in text.split("\n")[1:-1]:
+        if len(line) > width:  # only a lone item wider than the column
+            assert line.removeprefix("    ").removesuffix(",") in items
+    body = "\n".join(_greedy(items, ", ", width - 4, "")).replace("\n", "\n    ")
+    assert text == f"R(\n    {body},\n)"
+
+
 def test_dataclass_repr_rejects_classes_and_non_dataclasses():
     with pytest.raises(TypeError):
         dataclass_repr(Small)

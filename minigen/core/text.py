@@ -9,6 +9,7 @@ does not fit.
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,8 +55,9 @@ def dataclass_repr(obj: Any, width: int = BOOK_COLUMN) -> str:
     one_line = f"{name}({', '.join(items)})"
     if len(one_line) <= width:
         return one_line
-    body = wrap_parts(items, sep=", ", width=width, indent="    ")
-    return f"{name}(\n    {body},\n)"
+    body = wrap_parts(items, sep=", ", width=max(1, width - 4))
+    indented = textwrap.indent(body, "    ")
+    return f"{name}(\n{indented},\n)"
 
 
 class Table:
@@ -128,6 +130,12 @@ class ColumnRepr:
     """A dataclass mixin: print() and Jupyter show it wrapped to the book's column
     (`dataclass_repr`); repr() stays the dataclass's one line, which cache keys
     hash."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # IPython uses the first class in the MRO with _repr_pretty_ or __repr__,
+        # and @dataclass gives the subclass its own __repr__: put ours beside it.
+        cls._repr_pretty_ = ColumnRepr._repr_pretty_
 
     def __str__(self) -> str:
         return dataclass_repr(self)
