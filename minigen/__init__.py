@@ -5,15 +5,15 @@ The package, one folder per layer of the architecture:
     core/       profiles, runtime (device, precision, seeds, provenance), the
                 training loop, validators, show, layer tables
     data/       the shapes world (scenes, labels), captions in English and Chinese
-                with hard negatives, the photo, torchvision
+                with hard negatives, the photo, MNIST digits, torchvision
     ops/        chapters 1-2 from scratch: convolution arithmetic, conv and pooling,
                 interpolation, aliasing, transposed convolution, pixel shuffle
     tokenizers/ byte-level BPE with CLIP's conventions, trained on the captions
     nn/         building blocks: attention, transformer block, embeddings, norm
                 layers, residual blocks, up/down samplers, conv encoder and decoder
     diffusion/  noise schedules, objectives, samplers, training, the 2-D toy
-    models/     the chapters' models: oracle, autoencoder, VAE, U-Net, upsampler,
-                CLIP
+    models/     the chapters' models: oracle, digit classifier, autoencoder, VAE,
+                U-Net, upsampler, CLIP
     eval/       metrics (PSNR, Frechet distance, TV), sampling-and-scoring harness,
                 oracle scoring of prompts
     pipelines/  the chapters' models chained: unCLIP (chapter 7), the cascade's
@@ -52,6 +52,7 @@ _PUBLIC = {  # module -> the public names it defines
         "check_training_arguments load_checkpoint save_checkpoint train "
         "warmup_cosine"
     ),
+    "data.mnist": "Digits load_mnist",
     "data.photo": "grace_hopper",
     "data.shapes": (
         "COLOURS SHAPES SIZES SPLITS SceneObject Scenes ShapesWorld caption render"
@@ -68,6 +69,7 @@ _PUBLIC = {  # module -> the public names it defines
         "CLIP CLIPRecipe ResNetEncoder TextEncoder VisionTransformer "
         "contrastive_loss load_clip"
     ),
+    "models.digits": "DigitClassifier read_digits train_digit_classifier",
     "models.oracle": "Oracle load_oracle train_oracle",
     "models.prior": (
         "ARPrior DiffusionPriorNet MLPPrior PCAQuantizer prior_condition rerank "
