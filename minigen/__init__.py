@@ -82,7 +82,7 @@ _PUBLIC = {  # module -> the public names it defines
         "CrossAttention2d MultiHeadAttention SelfAttention2d "
         "attention causal_mask padding_mask"
     ),
-    "nn.conv": "ConvDecoder ConvEncoder",
+    "nn.conv": "ConvDecoder ConvEncoder conv_block",
     "nn.embeddings": "TokenStates timestep_embedding",
     "nn.resample": "UPSAMPLERS make_upsampler",
     "nn.transformer": "GEGLU SpatialTransformer TransformerBlock",

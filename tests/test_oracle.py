@@ -15,7 +15,6 @@ from minigen.models.oracle import (
     Oracle,
     accuracy,
     attribute_frequencies,
-    conv_block,
     evaluate,
     first_object,
     load_oracle,
@@ -23,6 +22,7 @@ from minigen.models.oracle import (
     parse,
     train_oracle,
 )
+from minigen.nn.conv import conv_block
 
 WORLD = ShapesWorld()
 FP32 = Precision(torch.device("cpu"), torch.float32)

@@ -28,24 +28,10 @@ from minigen.core.validators import (
     check_tensor,
     describe,
 )
+from minigen.nn.conv import conv_block
 
 N_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)
-
-
-def conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    """Two 3x3 'same' convolutions with batch norm and ReLU, then 2x2 max pooling
-    (halves H and W)."""
-    c_in, c_out = check_int("c_in", c_in), check_int("c_out", c_out)
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-    )
 
 
 class DigitClassifier(nn.Module):

@@ -1,4 +1,9 @@
-"""Convolutional encoder and decoder, shared by the autoencoder and the VAE.
+"""Convolutional building blocks: the classifiers' conv block (chapter 1's oracle, the
+digit classifier) and the encoder and decoder shared by the autoencoder and the VAE.
+
+- conv_block: two 3x3 convolutions with BatchNorm and ReLU, then 2x2 max pooling,
+  the VGG pattern (K. Simonyan, A. Zisserman, "Very Deep Convolutional Networks for
+  Large-Scale Image Recognition", ICLR 2015).
 
 - The encoder halves the resolution with stride-2 3x3 convolutions, the downsampling
   of the all-convolutional net, J. T. Springenberg et al., "Striving for Simplicity:
@@ -41,6 +46,21 @@ def _smallest_size(image_size: int, levels: int) -> int:
             f"({levels} widths means {levels} halvings)"
         )
     return image_size // factor
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3 'same' convolutions with batch norm and ReLU, then 2x2 max pooling
+    (halves H and W)."""
+    c_in, c_out = check_int("c_in", c_in), check_int("c_out", c_out)
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
 
 
 class ConvEncoder(CheckedModule):
