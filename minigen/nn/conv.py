@@ -1,5 +1,5 @@
-"""Convolutional building blocks: the classifiers' conv block (chapter 1's oracle, the
-digit classifier) and the encoder and decoder shared by the autoencoder and the VAE.
+"""Convolutional building blocks: the classifiers' conv block (chapter 1's oracle,
+the digit classifier) and the encoder and decoder of the autoencoder and the VAE.
 
 - conv_block: two 3x3 convolutions with BatchNorm and ReLU, then 2x2 max pooling,
   the VGG pattern (K. Simonyan, A. Zisserman, "Very Deep Convolutional Networks for
