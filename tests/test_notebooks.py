@@ -161,6 +161,13 @@ BOOK_COLUMN = 84  # characters the book's code column shows at 1280 px
 PROGRESS_BAR = re.compile(r"\d+%\|")
 
 
+def fenced_code(markdown: str) -> list[str]:
+    """The lines of Markdown's fenced code blocks (``` or ~~~, with or without a
+    language; not MyST directives such as ```{note}, whose text wraps)."""
+    blocks = re.findall(r"^(`{3,}|~{3,})[\w-]*\n(.*?)^\1", markdown, re.M | re.S)
+    return [line for _, code in blocks for line in code.splitlines()]
+
+
 def shown_lines(output: dict) -> tuple[str, list[str]]:
     """(format, the lines that the book shows in a fixed-width block) of one output:
     stream and plain text whole; of Markdown only its fenced code (tables and prose
@@ -171,8 +178,7 @@ def shown_lines(output: dict) -> tuple[str, list[str]]:
     kind = next((k for k in RENDER_PRIORITY if k in data), "none")
     text = "".join(data.get(kind, "")) if kind.startswith("text/") else ""
     if kind == "text/markdown":
-        fenced = re.findall(r"^(`{3,})python\n(.*?)^\1", text, re.M | re.S)
-        return kind, [line for _, code in fenced for line in code.splitlines()]
+        return kind, fenced_code(text)
     if kind == "text/plain":
         return kind, text.splitlines()
     return kind, []  # a widget, an image, HTML: no fixed-width text
@@ -192,6 +198,27 @@ def test_every_line_the_book_shows_fits_the_code_column(path):
             for kind, line in lines
             if len(line) > BOOK_COLUMN
         ]
+    assert not too_long, f"{path.name}:\n" + "\n".join(too_long)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "book").glob("*.md")) + NOTEBOOKS, ids=lambda p: p.name
+)
+def test_code_blocks_in_the_text_fit_the_code_column(path):
+    """Fenced code in the book's pages and the notebooks' text: no line over 84."""
+    if path.suffix == ".md":
+        texts = [path.read_text()]
+    else:
+        cells = json.loads(path.read_text())["cells"]
+        texts = [
+            "".join(c["source"]) for c in cells if c["cell_type"] == "markdown"
+        ]
+    too_long = [
+        f"{line[:60]}… ({len(line)} characters)"
+        for text in texts
+        for line in fenced_code(text)
+        if len(line) > BOOK_COLUMN
+    ]
     assert not too_long, f"{path.name}:\n" + "\n".join(too_long)
 
 
