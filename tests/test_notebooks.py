@@ -1,5 +1,6 @@
 """The committed notebooks are what readers see: executed, error-free, from a cpu or gpu run."""
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -234,6 +235,29 @@ def test_no_progress_bar_is_stored_as_a_widget(path):
         and PROGRESS_BAR.search("".join(output["data"].get("text/plain", "")))
     ]
     assert not widgets, f"{path.name}: cells {widgets} store progress-bar widgets"
+
+
+WIDE_FIGURE = 1000  # px: drawn at most 676 px wide in the text column at 1280 px
+
+
+def png_width(encoded: str) -> int:
+    """The width in pixels of a base64 PNG, read from its IHDR header."""
+    return int.from_bytes(base64.b64decode(encoded[:64])[16:20], "big")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_wide_figures_span_the_full_width(path):
+    """A figure of 1,000 px or more, squeezed into the 676 px text column at 1280 px,
+    shrinks its labels below 8 px; the cell's "full-width" tag gives it 919 px."""
+    narrow = [
+        f"cell {index}: {width} px"
+        for index, cell in enumerate(code_cells(path))
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+        and (width := png_width(output["data"]["image/png"])) >= WIDE_FIGURE
+        and "full-width" not in cell["metadata"].get("tags", [])
+    ]
+    assert not narrow, f"{path.name}: tag these cells full-width: {narrow}"
 
 
 def test_setup_page_states_each_chapters_stored_wall_time():
