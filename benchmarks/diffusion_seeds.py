@@ -40,18 +40,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from minigen import diffusion
-from minigen.core.runtime import choose_precision, cpu_name, cpu_supports_bf16
+from minigen.core.runtime import choose_precision, cpu_supports_bf16
 from minigen.data.shapes import ShapesWorld
 from minigen.eval import harness, metrics
 from minigen.models.oracle import load_oracle
 from minigen.models.unet import UNet
+from minigen.results import run_record
 
 GUIDANCE = 2.0
 # issue 10's targets, each as (column, bound, "min" or "max")
@@ -299,16 +299,7 @@ def main() -> None:
             print(summary_line(dtype, rows, column))
         print("\n".join(verdicts(rows)))
     if args.json:
-        record = {
-            "command": " ".join(sys.argv),
-            "cpu": cpu_name(),
-            "bf16 instructions": cpu_supports_bf16(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "recipe": {
-                k: str(v) if isinstance(v, Path) else v
-                for k, v in vars(args).items()
-            },
+        record = run_record(args) | {
             "fd floor": floor,
             "runs": runs,
         }

@@ -17,19 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from minigen.core.runtime import choose_precision, cpu_name, cpu_supports_bf16
+from minigen.core.runtime import choose_precision, cpu_name
 from minigen.data.shapes import ShapesWorld
 from minigen.eval import metrics
 from minigen.models import upsampler
 from minigen.nn import resample
 from minigen.ops import upsample
+from minigen.results import run_record
 
 
 def measure(model, low: torch.Tensor, truth: torch.Tensor) -> dict:
@@ -103,17 +103,8 @@ def main() -> None:
         )
         print(f"seed {seed} ranking: " + " > ".join(r["upsampler"] for r in ranked))
     if args.json:
-        record = {
-            "command": " ".join(sys.argv),
-            "cpu": cpu_name(),
-            "bf16 instructions": cpu_supports_bf16(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
+        record = run_record(args) | {
             "precision": str(precision),
-            "recipe": {
-                k: str(v) if isinstance(v, Path) else v
-                for k, v in vars(args).items()
-            },
             "bilinear psnr": baseline,
             "runs": runs,
         }

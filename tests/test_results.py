@@ -1,6 +1,7 @@
 """The measured results the chapters read: every stored file loads and says how it was made,
 an unknown name is refused, and a built wheel carries the files (Colab installs one)."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -44,3 +45,38 @@ def test_a_built_wheel_carries_the_results(tmp_path):
     packed = set(zipfile.ZipFile(wheel).namelist())
     for name in results.names():
         assert f"minigen/results/{name}.json" in packed, name
+
+
+def test_run_record_names_the_script_machine_and_recipe(monkeypatch):
+    import argparse
+
+    import torch
+
+    from minigen.core.runtime import cpu_name, cpu_supports_bf16
+
+    argv = [
+        "/somewhere/benchmarks/speed.py",
+        "--seeds",
+        "0",
+        "1",
+        "--json",
+        "a.json",
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    options = argparse.Namespace(seeds=[0, 1], json=Path("out/a.json"), lr=2e-3)
+    record = results.run_record(options)
+    assert record == {
+        "command": "benchmarks/speed.py --seeds 0 1 --json a.json",
+        "cpu": cpu_name(),
+        "bf16 instructions": cpu_supports_bf16(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "recipe": {"seeds": [0, 1], "json": "out/a.json", "lr": 2e-3},
+    }
+    assert PROVENANCE - {"runs"} <= record.keys()
+    json.dumps(record)  # what --json writes: every value serialisable
+
+
+def test_run_record_refuses_what_is_not_parsed_options():
+    with pytest.raises(TypeError, match="options"):
+        results.run_record({"seeds": [0]})

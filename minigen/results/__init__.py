@@ -6,10 +6,16 @@ machine, Colab included. Each file records the command, the machine and the reci
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from importlib import resources
+from pathlib import Path
 
-from minigen.core.validators import check_choice
+import torch
+
+from minigen.core.runtime import cpu_name, cpu_supports_bf16
+from minigen.core.validators import check_choice, check_instance
 
 
 def names() -> tuple[str, ...]:
@@ -24,3 +30,24 @@ def load(name: str) -> dict:
     return json.loads(
         resources.files(__name__).joinpath(f"{name}.json").read_text()
     )
+
+
+def run_record(options: argparse.Namespace) -> dict:
+    """How a benchmark ran, for the file its --json writes: the command (the
+    script as benchmarks/NAME, then its arguments), the CPU, whether it has bf16
+    instructions, torch's version and threads, and the recipe: the parsed options,
+    paths as text."""
+    check_instance("options", options, argparse.Namespace)
+    command = " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    recipe = {
+        name: str(value) if isinstance(value, Path) else value
+        for name, value in vars(options).items()
+    }
+    return {
+        "command": command,
+        "cpu": cpu_name(),
+        "bf16 instructions": cpu_supports_bf16(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "recipe": recipe,
+    }
