@@ -65,6 +65,27 @@ def test_dtype_override_on_cpu(dtype):
     assert precision.name == dtype and precision.device == CPU
 
 
+def test_environment_overrides_the_default_but_not_an_explicit_dtype(monkeypatch):
+    other = "fp32" if cpu_supports_bf16() else "bf16"
+    monkeypatch.setenv("MINIGEN_DTYPE", f" {other.upper()} ")
+    assert choose_precision("cpu").name == other
+    assert choose_precision("cpu", "fp32").name == "fp32"
+    assert f"precision {other}" in provenance()
+    monkeypatch.setenv("MINIGEN_DTYPE", "")
+    assert choose_precision("cpu").name == (
+        "bf16" if cpu_supports_bf16() else "fp32"
+    )
+
+
+def test_a_bad_environment_dtype_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("MINIGEN_DTYPE", "half")
+    with pytest.raises(ValueError, match="MINIGEN_DTYPE must be one of.*'half'"):
+        choose_precision("cpu")
+    monkeypatch.setenv("MINIGEN_DTYPE", "fp16")
+    with pytest.raises(ValueError, match="fp16 on the CPU"):
+        choose_precision("cpu")
+
+
 def test_fp16_on_cpu_is_refused_with_an_explanation():
     with pytest.raises(ValueError, match="fp16 on the CPU.*'bf16'"):
         choose_precision("cpu", "fp16")

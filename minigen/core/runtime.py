@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import os
 import platform
 import random
 import time
@@ -40,6 +41,9 @@ from minigen.core.validators import (
 )
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# Set to "fp32" (or "bf16", "fp16") to override every default choice of a run, e.g.
+# to re-execute in fp32 a chapter stored in fp32 on a CPU that would choose bf16.
+DTYPE_ENV_VAR = "MINIGEN_DTYPE"
 
 
 def default_device() -> torch.device:
@@ -129,9 +133,13 @@ def choose_precision(
       images/s on an AVX2-only EPYC (13x slower).
     - CUDA: bf16 from compute capability 8.0 (Ampere), else fp16 with a GradScaler.
     - Anything else (MPS, ...): fp32.
-    dtype: "bf16", "fp16" or "fp32" to override the choice.
+    dtype: "bf16", "fp16" or "fp32" to override the choice; if None, the
+    environment variable MINIGEN_DTYPE does, when set.
     """
     device = as_device(device) if device is not None else default_device()
+    if dtype is None and os.environ.get(DTYPE_ENV_VAR):
+        dtype = os.environ[DTYPE_ENV_VAR].strip().lower()
+        check_choice(DTYPE_ENV_VAR, dtype, tuple(DTYPES))
     if dtype is None:
         return Precision(device, _fastest_dtype(device))
     check_choice("dtype", dtype, tuple(DTYPES))
