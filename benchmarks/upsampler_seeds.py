@@ -7,7 +7,7 @@ For each seed and each upsampler of `resample.UPSAMPLERS`: train the chapter's s
 super-resolution network (`upsampler.train_upsampler`, the chapter's defaults) for
 --steps steps, then measure on --test test scenes what the chapter measures: the mean
 PSNR (dB) of the restored scenes, their checkerboard score, and the checkerboard score
-of the model's output for a flat grey image. Plain bilinear resizing, which has no
+of the model's output for a flat grey image (`upsampler.evaluate_upsampler`). Plain bilinear resizing, which has no
 seed, is the baseline. Printed per run, then per upsampler as mean ± standard
 deviation over the seeds, with the gain over bilinear and each upsampler's rank.
 """
@@ -28,20 +28,7 @@ from minigen.data.shapes import ShapesWorld
 from minigen.eval import metrics
 from minigen.models import upsampler
 from minigen.nn import resample
-from minigen.ops import upsample
 from minigen.results import run_record
-
-
-def measure(model, low: torch.Tensor, truth: torch.Tensor) -> dict:
-    """PSNR (dB), checkerboard score of the restored scenes, and of a flat grey input."""
-    with torch.no_grad():
-        restored = model(low).float().clamp(0, 1)
-    grey = upsampler.artifact_scores_of(model.float(), channels=3, value=0.5)
-    return {
-        "psnr": metrics.psnr(restored, truth).mean().item(),
-        "score": upsample.checkerboard_score(restored).mean().item(),
-        "grey": grey["output"],
-    }
 
 
 def mean_sd(values: list[float]) -> str:
@@ -81,7 +68,8 @@ def main() -> None:
                 name, world, steps=args.steps, seed=seed, precision=precision,
                 progress=False,
             )  # fmt: skip
-            row = {"seed": seed, "upsampler": name} | measure(model, low, truth)
+            scores = upsampler.evaluate_upsampler(model, truth)
+            row = {"seed": seed, "upsampler": name} | scores
             row["train s"] = history.seconds
             runs.append(row)
             print(

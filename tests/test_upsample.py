@@ -15,6 +15,7 @@ from minigen.models.upsampler import (
     artifact_scores_of,
     downsample,
     evaluate_upsampler,
+    restore,
     train_upsampler,
 )
 from minigen.nn.resample import UPSAMPLERS, PixelShuffleUp, make_upsampler
@@ -344,6 +345,64 @@ def test_smoke_training_lowers_the_loss():
     assert not model.training
 
 
+def checker_mask(like):
+    mask = torch.zeros_like(like)
+    mask[..., ::2, ::2] = 1.0
+    return mask
+
+
+class Doubling(nn.Module):
+    """x2 nearest upsampling times `gain`, plus `checker` times a stride-2
+    checkerboard; a dropout layer that must be off when evaluated."""
+
+    def __init__(self, gain: float = 1.0, checker: float = 0.0):
+        super().__init__()
+        self.gain, self.checker = gain, checker
+        self.drop = nn.Dropout(0.5)
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        y = self.drop(F.interpolate(x, scale_factor=2) * self.gain * self.scale)
+        return y + self.checker * checker_mask(y)
+
+
+def brute_force_psnr(restored, truth):
+    mse = ((restored - truth) ** 2).flatten(1).mean(1)
+    return (10 * torch.log10(1 / mse)).mean().item()
+
+
+def test_restore_undoes_downsampling_in_eval_mode_and_clamps():
+    images = ShapesWorld().scenes(6, split="test").images
+    model = Doubling(gain=3.0).train()
+    restored = restore(model, images)
+    expected = (3 * F.interpolate(F.avg_pool2d(images, 2), scale_factor=2)).clamp(
+        0, 1
+    )
+    torch.testing.assert_close(restored, expected)  # no dropout, clamped
+    assert model.training  # the mode is restored
+    assert restored.dtype == torch.float32 and not restored.requires_grad
+
+
+def test_evaluate_upsampler_matches_brute_force_and_sees_checkerboards():
+    images = ShapesWorld().scenes(8, split="test").images
+    blocky = F.interpolate(F.avg_pool2d(images, 2), scale_factor=2)
+    plain = evaluate_upsampler(Doubling().train(), images)
+    assert plain["psnr"] == pytest.approx(
+        brute_force_psnr(blocky, images), rel=1e-5
+    )
+    assert plain["score"] == pytest.approx(
+        checkerboard_score(blocky).mean().item(), rel=1e-5
+    )
+    assert plain["grey"] < 1e-6  # a flat grey input stays flat
+    checkered = evaluate_upsampler(Doubling(checker=0.2), images)
+    assert checkered["grey"] > 0.01
+    assert checkered["score"] > plain["score"]
+    expected = brute_force_psnr(
+        (blocky + 0.2 * checker_mask(blocky)).clamp(0, 1), images
+    )
+    assert checkered["psnr"] == pytest.approx(expected, rel=1e-5)
+
+
 # --- bad input at the entry points: a clear TypeError or ValueError, never silence ---
 
 
@@ -388,6 +447,11 @@ def test_a_module_that_cannot_take_the_input_is_named():
         ValueError,
         match=r"the module Linear failed on downsampled scenes of shape \(2, 3, 16, 16\)",
     ):
-        evaluate_upsampler(nn.Linear(2, 2), world, count=2)
+        evaluate_upsampler(nn.Linear(2, 2), world.scenes(2).images)
+    with pytest.raises(
+        ValueError,
+        match=r"images must be a 4-d tensor \(N, 3, H, W\), got shape \(3, 32, 32\)",
+    ):
+        restore(Doubling(), torch.rand(3, 32, 32))
     with pytest.raises(TypeError, match="module must be an nn.Module, got str"):
         artifact_scores_of("pixel shuffle", 4)

@@ -185,20 +185,34 @@ def train_upsampler(
 
 
 @torch.no_grad()
-def evaluate_upsampler(
-    model: nn.Module, world: ShapesWorld, count: int = 256, split: str = "test"
-) -> float:
-    """Mean PSNR (dB) of `model` restoring `count` scenes of `split` from their
-    downsampled versions."""
+def restore(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """`model`'s x2 restoration of `downsample(images)`, in eval mode and fp32,
+    clamped to [0, 1]: (N, 3, H, W) -> (N, 3, H, W), on the model's device."""
     check_module("model", model)
-    check_instance("world", world, ShapesWorld)
-    check_int("count", count)
+    check_tensor("images", images, dims=4, floating=True, shape="(N, 3, H, W)")
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    images = world.scenes(count, split=split).images.to(device)  # (N, 3, H, W)
     with eval_mode(model):
-        restored = _run(model, downsample(images), "downsampled scenes")
-    return psnr(restored.clamp(0, 1), images).mean().item()
+        restored = _run(model, downsample(images.to(device)), "downsampled scenes")
+    return restored.float().clamp(0, 1)
+
+
+def evaluate_upsampler(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
+    """What chapter 2 measures of a trained x2 upsampler on `images` (N, 3, H, W) in
+    [0, 1], restored from `downsample(images)`:
+
+    "psnr": the mean PSNR (dB) of the restorations (`restore`);
+    "score": their mean checkerboard score;
+    "grey": the checkerboard score of the model's output for a flat grey input.
+    """
+    restored = restore(model, images)  # checks model and images
+    with eval_mode(model):
+        grey = artifact_scores_of(model, channels=images.shape[1], value=0.5)
+    return {
+        "psnr": psnr(restored, images.to(restored.device)).mean().item(),
+        "score": checkerboard_score(restored).mean().item(),
+        "grey": grey["output"],
+    }
 
 
 def _run(module: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
