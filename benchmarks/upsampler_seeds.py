@@ -5,11 +5,12 @@ Run: MINIGEN_PROFILE=cpu .venv/bin/python benchmarks/upsampler_seeds.py
 
 For each seed and each upsampler of `resample.UPSAMPLERS`: train the chapter's small
 super-resolution network (`upsampler.train_upsampler`, the chapter's defaults) for
---steps steps, then measure on --test test scenes what the chapter measures: the mean
-PSNR (dB) of the restored scenes, their checkerboard score, and the checkerboard score
-of the model's output for a flat grey image (`upsampler.evaluate_upsampler`). Plain bilinear resizing, which has no
-seed, is the baseline. Printed per run, then per upsampler as mean ± standard
-deviation over the seeds, with the gain over bilinear and each upsampler's rank.
+--steps steps, then measure on --test test scenes what the chapter measures
+(`upsampler.evaluate_upsampler`): the mean PSNR (dB) of the restored scenes, their
+checkerboard score, and the checkerboard score of the model's output for a flat grey
+image. Plain bilinear resizing, which has no seed, is the baseline. Printed per run,
+then per upsampler as mean ± standard deviation over the seeds, with the gain over
+bilinear and each upsampler's rank.
 """
 
 from __future__ import annotations
