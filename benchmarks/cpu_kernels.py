@@ -2,9 +2,9 @@
 
 Run: .venv/bin/python benchmarks/cpu_kernels.py
 
-Computes a convolution, a matrix product, a softmax and a GELU in fp32 twice, each in
-a fresh process: once with the kernels PyTorch picks for this CPU, once capped at AVX2
-(the environment variables ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA and
+Computes a convolution, a matrix product, a softmax and a GELU in fp32 twice, each
+in a fresh process: once with the kernels PyTorch picks for this CPU, once capped at
+AVX2 (the environment variables ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA and
 MKL_ENABLE_INSTRUCTIONS). Prints each process's kernel level and, per operation,
 whether the results are bit for bit equal and their largest difference. On a CPU
 without AVX-512 both runs use AVX2 and every result is equal.
