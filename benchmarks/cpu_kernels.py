@@ -7,7 +7,7 @@ in a fresh process: once with the kernels PyTorch picks for this CPU, once cappe
 AVX2 (the environment variables ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA and
 MKL_ENABLE_INSTRUCTIONS). Prints each process's kernel level and, per operation,
 whether the results are bit for bit equal and their largest difference. On a CPU
-without AVX-512 both runs use AVX2 and every result is equal.
+without AVX-512 the cap changes nothing: both processes report AVX2.
 """
 
 from __future__ import annotations
